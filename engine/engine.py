@@ -1,0 +1,180 @@
+"""The engine API every front end uses (HTTP routes, CLI, benchmarks, tests): no HTTP in here.
+
+    async with Engine.open(settings) as engine:
+        job = await engine.submit(account, "txt2embedding", spec, params)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable
+
+from engine.accounts import Account, AccountStore
+from engine.database import Database
+from engine.devices import DeviceBudget, probe_device
+from engine.errors import NotFound
+from engine.events import EventBus, JobEvent
+from engine.jobs import TERMINAL, Job, JobStore
+from engine.results import ResultSigner, ResultStore
+from engine.settings import Settings
+from engine.worker import GpuWorker
+from model_registry import LoadedModel, ModelRegistry, ModelSpec, TokenCounter, WeightsLocator, price_of
+
+__all__ = ("Engine", "Upload")
+
+
+@dataclass(frozen=True)
+class Upload:
+    field: str
+    filename: str
+    content_type: str
+    data: bytes
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: ModelRegistry,
+        db: Database,
+        budget: DeviceBudget,
+        load_fn: Callable[[ModelSpec, str], LoadedModel] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.db = db
+        self.accounts = AccountStore(db)
+        self.jobs = JobStore(db)
+        self.results = ResultStore(settings.results_dir)
+        self.signer = ResultSigner(db.meta("result_secret", lambda: secrets.token_hex(32)), settings.base_url, settings.result_ttl_seconds)
+        self.events = EventBus()
+        self.tokens = TokenCounter()
+        self.worker = GpuWorker(registry, self.jobs, self.results, self.events, budget, settings, load_fn)
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(
+        cls,
+        settings: Settings,
+        *,
+        budget: DeviceBudget | None = None,
+        load_fn: Callable[[ModelSpec, str], LoadedModel] | None = None,
+        registry: ModelRegistry | None = None,
+    ) -> AsyncIterator["Engine"]:
+        settings.ensure_dirs()
+        registry = registry or ModelRegistry.from_files(WeightsLocator(settings.models_dir), settings.config_file)
+        db = Database(settings.db_path)
+        engine = cls(settings, registry, db, budget or probe_device(settings), load_fn)
+        engine.events.bind(asyncio.get_running_loop())
+        engine.events.subscribe(engine._clean_inputs)
+        engine.recover()
+        engine.worker.start()
+        try:
+            yield engine
+        finally:
+            await engine.worker.stop()
+            db.close()
+
+    def recover(self) -> None:
+        """Re-queue what a crash interrupted (once), fail what it interrupted twice, queue the rest."""
+        _, failed = self.jobs.recover(self.settings.max_attempts)
+        for job_id in failed:
+            job = self.jobs.get(job_id)
+            self.events.publish(_event(job, "processing"))
+        for job in self.jobs.pending():
+            self.worker.enqueue(job)
+
+    # ---------------------------------------------------------------- jobs
+    def quote(self, spec: ModelSpec, params: dict[str, Any]) -> float:
+        return price_of(spec, params)
+
+    def count_tokens(self, spec: ModelSpec, texts: list[str]) -> list[int]:
+        return self.tokens.count(texts, self.registry.locator.find(spec))
+
+    async def submit(
+        self,
+        account: Account,
+        task: str,
+        spec: ModelSpec,
+        params: dict[str, Any],
+        uploads: list[Upload] = (),
+        *,
+        webhook_url: str | None = None,
+        return_inline: bool = False,
+        price: float | None = None,
+    ) -> Job:
+        """Persist the job as ``pending`` (inputs first, then the row) and queue it."""
+        job_id = str(uuid.uuid4())
+        inputs = await asyncio.to_thread(self._save_inputs, job_id, uploads)
+        try:
+            job = self.jobs.create(
+                account,
+                task=task,
+                model=spec.slug,
+                params=params,
+                inputs=inputs,
+                price=self.quote(spec, params) if price is None else price,
+                webhook_url=webhook_url,
+                return_inline=return_inline,
+                job_id=job_id,
+            )
+        except BaseException:
+            shutil.rmtree(self.settings.inputs_dir / job_id, ignore_errors=True)
+            raise
+        self.worker.enqueue(job)
+        return job
+
+    def job_for(self, job_id: str, account: Account) -> Job:
+        job = self.jobs.get(job_id)
+        if job is None or job.account_id != account.id:
+            raise NotFound("Request not found.")
+        return job
+
+    def result_url(self, job: Job) -> str | None:
+        return self.signer.url(job.result_file) if job.status == "done" and job.result_file else None
+
+    def alt_result_urls(self, job: Job) -> dict[str, str]:
+        if job.status != "done":
+            return {}
+        return {fmt: self.signer.url(path) for fmt, path in job.result_alt.items()}
+
+    # ---------------------------------------------------------------- internals
+    def _save_inputs(self, job_id: str, uploads: list[Upload]) -> dict[str, Any]:
+        if not uploads:
+            return {}
+        folder = self.settings.inputs_dir / job_id
+        folder.mkdir(parents=True, exist_ok=True)
+        saved: dict[str, Any] = {}
+        for index, upload in enumerate(uploads):
+            suffix = Path(upload.filename).suffix.lower()[:8]
+            path = folder / f"{upload.field.replace('[]', '')}_{index}{suffix}"
+            path.write_bytes(upload.data)
+            if upload.field in saved:
+                previous = saved[upload.field]
+                saved[upload.field] = (previous if isinstance(previous, list) else [previous]) + [str(path)]
+            else:
+                saved[upload.field] = str(path)
+        return saved
+
+    async def _clean_inputs(self, event: JobEvent) -> None:
+        if event.status in TERMINAL:
+            await asyncio.to_thread(shutil.rmtree, self.settings.inputs_dir / event.job_id, True)
+
+
+def _event(job: Job, previous: str | None) -> JobEvent:
+    return JobEvent(
+        job_id=job.id,
+        account_id=job.account_id,
+        task=job.task,
+        status=job.status,
+        previous_status=previous,
+        progress=job.progress,
+        error_code=job.error_code,
+        error_message=job.error_message,
+    )

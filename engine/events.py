@@ -1,0 +1,71 @@
+"""Each job status change, published once after it is persisted, to whoever subscribed.
+
+Subscribers (the WebSocket hub, the webhook outbox, tests) are coroutines functions; a failing
+subscriber is logged and never affects the job or the other subscribers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable
+
+__all__ = ("EventBus", "JobEvent")
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    job_id: str
+    account_id: str
+    task: str
+    status: str
+    previous_status: str | None
+    progress: float
+    preview: str | None = None
+    result_file: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    at: float = field(default_factory=time.time)
+
+
+Subscriber = Callable[[JobEvent], Awaitable[None]]
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self._subscribers: list[Subscriber] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        self._subscribers.append(subscriber)
+        return lambda: self._subscribers.remove(subscriber) if subscriber in self._subscribers else None
+
+    def publish(self, event: JobEvent) -> None:
+        """Safe from any thread: delivery always happens on the engine's event loop."""
+        if self._loop is None or self._loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            self._dispatch(event)
+        else:
+            self._loop.call_soon_threadsafe(self._dispatch, event)
+
+    def _dispatch(self, event: JobEvent) -> None:
+        for subscriber in list(self._subscribers):
+            task = asyncio.ensure_future(subscriber(event))
+            task.add_done_callback(_log_failure)
+
+
+def _log_failure(task: asyncio.Future) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("event subscriber failed", exc_info=task.exception())

@@ -1,0 +1,228 @@
+"""The durable job store. A job is written ``pending`` (and its price debited) before its id is returned.
+
+Status flow: pending -> processing -> in_progress (repeated) -> done | error. Every transition is a
+guarded UPDATE, so a late progress report can never reopen a finished job.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.accounts import Account
+from engine.database import Database
+from engine.errors import InsufficientBalance
+
+__all__ = ("ACTIVE", "TERMINAL", "Job", "JobStore")
+
+ACTIVE = ("processing", "in_progress")
+TERMINAL = ("done", "error")
+
+
+@dataclass
+class Job:
+    id: str
+    account_id: str
+    task: str
+    model: str
+    params: dict[str, Any]
+    inputs: dict[str, Any]
+    status: str
+    progress: float
+    price: float
+    charged: float
+    created_at: float
+    webhook_url: str | None = None
+    return_inline: bool = False
+    attempts: int = 0
+    preview: str | None = None
+    result: str | None = None
+    result_file: str | None = None
+    result_alt: dict[str, str] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    error_code: str | None = None
+    error_message: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL
+
+
+class JobStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def create(
+        self,
+        account: Account,
+        *,
+        task: str,
+        model: str,
+        params: dict[str, Any],
+        inputs: dict[str, Any],
+        price: float,
+        webhook_url: str | None = None,
+        return_inline: bool = False,
+        job_id: str | None = None,
+    ) -> Job:
+        """Insert the job and debit its price in one transaction; refuses when the balance is short."""
+        job_id = job_id or str(uuid.uuid4())
+        now = time.time()
+        charged = price if account.billed else 0.0
+        with self.db.transaction() as db:
+            if charged:
+                balance = db.execute(
+                    "SELECT COALESCE(SUM(amount), 0) FROM ledger WHERE account_id = ?", (account.id,)
+                ).fetchone()[0]
+                if balance + 1e-12 < charged:
+                    raise InsufficientBalance()
+                db.execute(
+                    "INSERT INTO ledger (account_id, job_id, amount, kind, created_at) VALUES (?,?,?,?,?)",
+                    (account.id, job_id, -charged, "charge", now),
+                )
+            db.execute(
+                "INSERT INTO jobs (id, account_id, task, model, params, inputs, status, price, charged, webhook_url,"
+                " return_inline, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    job_id,
+                    account.id,
+                    task,
+                    model,
+                    json.dumps(params),
+                    json.dumps(inputs),
+                    "pending",
+                    price,
+                    charged,
+                    webhook_url,
+                    int(return_inline),
+                    now,
+                    now,
+                ),
+            )
+        return self.get(job_id)
+
+    def get(self, job_id: str) -> Job | None:
+        row = self.db.query_one("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return _job(row) if row else None
+
+    def pending(self) -> list[Job]:
+        return [_job(r) for r in self.db.query("SELECT * FROM jobs WHERE status = 'pending' ORDER BY created_at")]
+
+    def counts(self) -> dict[str, int]:
+        return {r["status"]: r["n"] for r in self.db.query("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status")}
+
+    def start(self, job_id: str) -> bool:
+        now = time.time()
+        return self._update(
+            job_id,
+            ("pending",),
+            "status = 'processing', attempts = attempts + 1, started_at = ?, updated_at = ?",
+            (now, now),
+        )
+
+    def report_progress(self, job_id: str, progress: float, preview: str | None) -> bool:
+        progress = max(0.0, min(99.99, float(progress)))
+        if preview is None:
+            return self._update(
+                job_id, ACTIVE, "status = 'in_progress', progress = ?, updated_at = ?", (progress, time.time())
+            )
+        return self._update(
+            job_id,
+            ACTIVE,
+            "status = 'in_progress', progress = ?, preview = ?, updated_at = ?",
+            (progress, preview, time.time()),
+        )
+
+    def complete(
+        self,
+        job_id: str,
+        *,
+        result: str | None,
+        result_file: str | None,
+        result_alt: dict[str, str] | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> bool:
+        now = time.time()
+        return self._update(
+            job_id,
+            ACTIVE,
+            "status = 'done', progress = 100, result = ?, result_file = ?, result_alt = ?, meta = ?,"
+            " finished_at = ?, updated_at = ?",
+            (result, result_file, json.dumps(result_alt or {}), json.dumps(meta or {}), now, now),
+        )
+
+    def fail(self, job_id: str, code: str, message: str) -> bool:
+        """Mark the job failed and refund what it was charged, in one transaction."""
+        now = time.time()
+        with self.db.transaction() as db:
+            row = db.execute("SELECT account_id, charged, status FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None or row["status"] in TERMINAL:
+                return False
+            db.execute(
+                "UPDATE jobs SET status = 'error', error_code = ?, error_message = ?, finished_at = ?, updated_at = ?"
+                " WHERE id = ?",
+                (code, message, now, now, job_id),
+            )
+            if row["charged"]:
+                db.execute(
+                    "INSERT INTO ledger (account_id, job_id, amount, kind, created_at) VALUES (?,?,?,?,?)",
+                    (row["account_id"], job_id, row["charged"], "refund", now),
+                )
+        return True
+
+    def recover(self, max_attempts: int) -> tuple[list[str], list[str]]:
+        """After a crash: re-queue jobs left running, or fail those already tried ``max_attempts`` times.
+
+        Returns (requeued ids, failed ids).
+        """
+        requeued, failed = [], []
+        for row in self.db.query("SELECT id, attempts FROM jobs WHERE status IN ('processing', 'in_progress')"):
+            if row["attempts"] >= max_attempts:
+                failed.append(row["id"])
+            else:
+                requeued.append(row["id"])
+        for job_id in requeued:
+            self._update(job_id, ACTIVE, "status = 'pending', progress = 0, preview = NULL, updated_at = ?", (time.time(),))
+        for job_id in failed:
+            self.fail(job_id, "WORKER_TIMEOUT", "The worker stopped while running this job, and it had been retried.")
+        return requeued, failed
+
+    def _update(self, job_id: str, from_states: tuple[str, ...], assignments: str, args: tuple) -> bool:
+        marks = ",".join("?" * len(from_states))
+        changed = self.db.execute(
+            f"UPDATE jobs SET {assignments} WHERE id = ? AND status IN ({marks})", (*args, job_id, *from_states)
+        )
+        return changed == 1
+
+
+def _job(row) -> Job:
+    return Job(
+        id=row["id"],
+        account_id=row["account_id"],
+        task=row["task"],
+        model=row["model"],
+        params=json.loads(row["params"]),
+        inputs=json.loads(row["inputs"]),
+        status=row["status"],
+        progress=row["progress"],
+        price=row["price"],
+        charged=row["charged"],
+        created_at=row["created_at"],
+        webhook_url=row["webhook_url"],
+        return_inline=bool(row["return_inline"]),
+        attempts=row["attempts"],
+        preview=row["preview"],
+        result=row["result"],
+        result_file=row["result_file"],
+        result_alt=json.loads(row["result_alt"] or "{}"),
+        meta=json.loads(row["meta"] or "{}"),
+        error_code=row["error_code"],
+        error_message=row["error_message"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+    )

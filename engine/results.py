@@ -1,0 +1,68 @@
+"""Job outputs on disk and the signed, expiring URLs that serve them."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import shutil
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+from engine.errors import Forbidden, NotFound
+
+__all__ = ("ResultSigner", "ResultStore")
+
+
+class ResultStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def write(self, job_id: str, filename: str, data: bytes) -> str:
+        """Write atomically (temp file, fsync, rename); returns the path relative to the store."""
+        folder = self.root / job_id
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / Path(filename).name
+        partial = target.with_name(target.name + ".part")
+        with open(partial, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, target)
+        return f"{job_id}/{target.name}"
+
+    def path_of(self, relative: str) -> Path:
+        """The file for a relative path; anything resolving outside the store is refused."""
+        root = self.root.resolve()
+        target = (root / relative).resolve()
+        if root not in target.parents or not target.is_file():
+            raise NotFound("Result not found.")
+        return target
+
+    def remove(self, job_id: str) -> None:
+        shutil.rmtree(self.root / job_id, ignore_errors=True)
+
+
+class ResultSigner:
+    """HMAC-SHA256 over ``path + "\\n" + expires`` with a secret kept in the database."""
+
+    def __init__(self, secret: str, base_url: str, ttl_seconds: int) -> None:
+        self._key = secret.encode()
+        self.base_url = base_url.rstrip("/")
+        self.ttl = ttl_seconds
+
+    def url(self, relative: str, now: float | None = None) -> str:
+        expires = int((now or time.time()) + self.ttl)
+        return f"{self.base_url}/results/{quote(relative)}?expires={expires}&signature={self._sign(relative, expires)}"
+
+    def verify(self, relative: str, expires: str | None, signature: str | None, now: float | None = None) -> None:
+        if not expires or not signature or not expires.isdigit():
+            raise Forbidden("Invalid signature.")
+        if not hmac.compare_digest(self._sign(relative, int(expires)), signature):
+            raise Forbidden("Invalid signature.")
+        if int(expires) < (now or time.time()):
+            raise Forbidden("This result URL has expired.")
+
+    def _sign(self, relative: str, expires: int) -> str:
+        return hmac.new(self._key, f"{relative}\n{expires}".encode(), hashlib.sha256).hexdigest()

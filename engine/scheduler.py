@@ -1,0 +1,119 @@
+"""Scheduling decisions as data: which job runs next, which model loads, which models leave.
+
+``plan`` is a pure function of the queue, the resident models and the memory budget; the worker
+(engine/worker.py) applies the Plan. Rules:
+- FIFO, but a job whose model is resident may overtake one that needs a swap, until the oldest job
+  has waited ``max_wait`` seconds; then it goes next whatever it costs.
+- A model is loaded only if it fits beside the resident models; idle models (no lease) are evicted
+  least-recently-used first to make room; models in use are never evicted.
+- A job whose model cannot fit even alone in the budget fails at once.
+- Batchable jobs of the same model and task run together, up to ``max_batch`` inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ("Plan", "QueuedJob", "ResidentModel", "expired_models", "plan")
+
+
+@dataclass(frozen=True)
+class QueuedJob:
+    job_id: str
+    model: str
+    task: str
+    need_bytes: int
+    enqueued_at: float
+    batchable: bool = False
+    size: int = 1
+    """Inputs the job adds to a micro-batch (texts for embeddings)."""
+
+
+@dataclass(frozen=True)
+class ResidentModel:
+    slug: str
+    memory_bytes: int
+    last_used: float
+    leases: int = 0
+    keep_alive: float = 300.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    run: tuple[str, ...] = ()
+    """Job ids to run now, all on ``model`` (more than one = a micro-batch)."""
+    model: str | None = None
+    load: bool = False
+    evict: tuple[str, ...] = ()
+    fail: tuple[tuple[str, str], ...] = ()
+    """(job id, reason) for jobs that can never fit."""
+
+
+def plan(
+    queue: list[QueuedJob],
+    resident: list[ResidentModel],
+    budget_bytes: int,
+    now: float,
+    max_wait: float,
+    max_batch: int = 1,
+) -> Plan:
+    too_big = tuple(
+        (job.job_id, _too_big_reason(job, budget_bytes)) for job in queue if job.need_bytes > budget_bytes
+    )
+    failing = {job_id for job_id, _ in too_big}
+    waiting = [job for job in queue if job.job_id not in failing]
+    if not waiting:
+        return Plan(fail=too_big)
+
+    loaded = {model.slug: model for model in resident}
+    oldest = waiting[0]
+    chosen = oldest
+    if oldest.model not in loaded and now - oldest.enqueued_at < max_wait:
+        chosen = next((job for job in waiting if job.model in loaded), oldest)
+
+    if chosen.model in loaded:
+        return Plan(run=_batch(chosen, waiting, max_batch), model=chosen.model, fail=too_big)
+
+    free = budget_bytes - sum(model.memory_bytes for model in resident)
+    evict: list[str] = []
+    for model in sorted(resident, key=lambda m: m.last_used):
+        if free >= chosen.need_bytes:
+            break
+        if model.leases == 0:
+            evict.append(model.slug)
+            free += model.memory_bytes
+    if free < chosen.need_bytes:
+        # Models in use hold the memory; wait for a lease to end rather than overcommit.
+        return Plan(fail=too_big)
+    return Plan(
+        run=_batch(chosen, waiting, max_batch), model=chosen.model, load=True, evict=tuple(evict), fail=too_big
+    )
+
+
+def expired_models(resident: list[ResidentModel], now: float) -> list[str]:
+    """Idle models whose keep-alive ran out (keep_alive < 0 never expires, 0 expires at once)."""
+    return [
+        m.slug for m in resident if m.leases == 0 and m.keep_alive >= 0 and now - m.last_used >= m.keep_alive
+    ]
+
+
+def _batch(chosen: QueuedJob, waiting: list[QueuedJob], max_batch: int) -> tuple[str, ...]:
+    if not chosen.batchable:
+        return (chosen.job_id,)
+    batch, size = [chosen.job_id], chosen.size
+    for job in waiting:
+        if job is chosen or job.model != chosen.model or job.task != chosen.task or not job.batchable:
+            continue
+        if size + job.size > max_batch:
+            break
+        batch.append(job.job_id)
+        size += job.size
+    return tuple(batch)
+
+
+def _too_big_reason(job: QueuedJob, budget: int) -> str:
+    return (
+        f"Model {job.model} needs about {job.need_bytes / 1e9:.1f} GB, more than the whole memory budget of "
+        f"{budget / 1e9:.1f} GB on this machine. Raise DRYLOCAL_MEMORY_BUDGET_BYTES, use a quantized variant, "
+        "or run it on a larger GPU."
+    )

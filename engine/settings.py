@@ -1,0 +1,107 @@
+"""One settings tree, built once at start-up from the environment and ``$DRYLOCAL_HOME/config.toml``.
+
+Environment variables use the prefix ``DRYLOCAL_`` (``DRYLOCAL_PORT=9000``); the config file holds the
+same names at its top level, beside the ``[[models]]`` rows of a user's own models.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+__all__ = ("Settings", "default_home")
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("DRYLOCAL_HOME") or Path.home() / ".drylocal").expanduser()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DRYLOCAL_", env_nested_delimiter="__", extra="ignore")
+    _toml_file: ClassVar[Path | None] = None
+
+    home: Path = Field(default_factory=default_home)
+    """The data directory: drylocal.db, results/, inputs/, models/, config.toml. Nothing else is written."""
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str | None = None
+    """Base of result URLs handed to clients; defaults to http://host:port."""
+
+    device: str = "auto"
+    """``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
+    memory_budget_bytes: int | None = None
+    """Memory the scheduler may fill with models; None = device memory minus the reserve."""
+    gpu_reserve_bytes: int = 1_500_000_000
+    """Kept free on a GPU for activations, the CUDA context and other processes."""
+    cpu_memory_fraction: float = 0.5
+    """On the CPU the budget is this share of the machine's RAM."""
+    keep_alive_seconds: float = 300.0
+    """Idle time before a model unloads: -1 = never, 0 = at once. A model's spec may override it."""
+    max_wait_seconds: float = 30.0
+    """A job whose model is resident may overtake one that needs a swap, until that one waited this long."""
+    max_batch_inputs: int = 256
+    """Most texts one micro-batch of embedding jobs may hold."""
+    max_attempts: int = 2
+    """A job interrupted by a crash is re-queued until it has started this many times."""
+
+    result_ttl_seconds: int = 24 * 3600
+    """How long a signed result URL stays valid."""
+    error_format: Literal["array", "object"] = "array"
+    """422 ``errors`` as the docs' array of {field, messages}, or the Laravel object the SDK reads."""
+    initial_balance: float = 5.0
+    """Credit of an account created by ``drylocal keys create`` (the hosted sign-up bonus)."""
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "drylocal.db"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.home / "results"
+
+    @property
+    def inputs_dir(self) -> Path:
+        return self.home / "inputs"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def config_file(self) -> Path:
+        return self.home / "config.toml"
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @classmethod
+    def load(cls, **overrides: Any) -> "Settings":
+        home = Path(overrides.get("home") or default_home()).expanduser()
+        cls._toml_file = home / "config.toml"
+        try:
+            return cls(**{"home": home, **overrides})
+        finally:
+            cls._toml_file = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls._toml_file is not None and cls._toml_file.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls._toml_file))
+        return tuple(sources)
+
+    def ensure_dirs(self) -> None:
+        for folder in (self.home, self.results_dir, self.inputs_dir, self.models_dir):
+            folder.mkdir(parents=True, exist_ok=True)

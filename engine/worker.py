@@ -1,0 +1,351 @@
+"""The GPU worker: the one owner of resident models. It applies scheduler Plans and runs pipelines.
+
+Loads and runs happen on a single executor thread (one GPU stream of work); the asyncio loop only
+decides and persists, so the HTTP API stays responsive while a long job runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gc
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from engine.devices import DeviceBudget
+from engine.errors import JobFailure
+from engine.events import EventBus, JobEvent
+from engine.jobs import Job, JobStore
+from engine.results import ResultStore
+from engine.scheduler import Plan, QueuedJob, ResidentModel, expired_models, plan
+from engine.settings import Settings
+from engine.tasks import TaskResult, pipeline_for
+from model_registry import LoadedModel, ModelRegistry, ModelSpec
+
+__all__ = ("GpuWorker", "ModelStats")
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Resident:
+    loaded: LoadedModel
+    last_used: float
+    leases: int = 0
+
+
+@dataclass(frozen=True)
+class ModelStats:
+    slug: str
+    memory_bytes: int
+    leases: int
+    idle_seconds: float
+    load_seconds: float
+
+
+class GpuWorker:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        jobs: JobStore,
+        results: ResultStore,
+        events: EventBus,
+        budget: DeviceBudget,
+        settings: Settings,
+        load_fn: Callable[[ModelSpec, str], LoadedModel] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.jobs = jobs
+        self.results = results
+        self.events = events
+        self.budget = budget
+        self.settings = settings
+        self.load_fn = load_fn or registry.load
+        self.measured: dict[str, int] = {}
+        """Memory each model was measured to take when loaded; replaces the spec's estimate."""
+        self.load_seconds: dict[str, float] = {}
+        self.loads = 0
+        self.evictions = 0
+        self._queue: list[QueuedJob] = []
+        self._resident: dict[str, _Resident] = {}
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drylocal-gpu")
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._closing = False
+
+    # ---------------------------------------------------------------- public
+    def enqueue(self, job: Job) -> None:
+        pipeline = pipeline_for(job.task)
+        size = len(job.params["input"]) if job.task == "txt2embedding" and isinstance(job.params.get("input"), list) else 1
+        self._queue.append(
+            QueuedJob(
+                job_id=job.id,
+                model=job.model,
+                task=job.task,
+                need_bytes=0,
+                enqueued_at=time.time(),
+                batchable=bool(pipeline and pipeline.batchable),
+                size=size,
+            )
+        )
+        self._wake.set()
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    def resident(self) -> list[ModelStats]:
+        now = time.time()
+        return [
+            ModelStats(slug, r.loaded.memory_bytes, r.leases, now - r.last_used, self.load_seconds.get(slug, 0.0))
+            for slug, r in self._resident.items()
+        ]
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="drylocal-worker")
+
+    async def stop(self) -> None:
+        self._closing = True
+        self._wake.set()
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+        for slug in list(self._resident):
+            await self._unload(slug)
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    # ---------------------------------------------------------------- loop
+    async def _loop(self) -> None:
+        while not self._closing:
+            try:
+                worked = await self._step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the loop must outlive any single bad job
+                log.exception("worker step failed")
+                worked = False
+            if not worked:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+                except asyncio.TimeoutError:
+                    pass
+
+    async def _step(self) -> bool:
+        now = time.time()
+        for slug in expired_models(self._resident_view(), now):
+            await self._unload(slug)
+        decision = plan(
+            self._queue_view(),
+            self._resident_view(),
+            self.budget.budget_bytes,
+            now,
+            self.settings.max_wait_seconds,
+            self.settings.max_batch_inputs,
+        )
+        for job_id, reason in decision.fail:
+            self._dequeue([job_id])
+            self._fail(job_id, "OUT_OF_MEMORY", reason)
+        if not decision.run:
+            return bool(decision.fail)
+        for slug in decision.evict:
+            await self._unload(slug)
+            self.evictions += 1
+        if decision.load and not await self._load(decision):
+            return True
+        await self._run(decision)
+        return True
+
+    def _queue_view(self) -> list[QueuedJob]:
+        return [
+            QueuedJob(q.job_id, q.model, q.task, self._need(q.model), q.enqueued_at, q.batchable, q.size)
+            for q in self._queue
+        ]
+
+    def _resident_view(self) -> list[ResidentModel]:
+        return [
+            ResidentModel(slug, r.loaded.memory_bytes, r.last_used, r.leases, self._keep_alive(r.loaded.spec))
+            for slug, r in self._resident.items()
+        ]
+
+    def _need(self, slug: str) -> int:
+        if slug in self.measured:
+            return self.measured[slug]
+        try:
+            return self.registry.get(slug).vram_bytes
+        except Exception:
+            return 0
+
+    def _keep_alive(self, spec: ModelSpec) -> float:
+        return spec.keep_alive_seconds if spec.keep_alive_seconds is not None else self.settings.keep_alive_seconds
+
+    def _dequeue(self, job_ids) -> None:
+        gone = set(job_ids)
+        self._queue = [q for q in self._queue if q.job_id not in gone]
+
+    # ---------------------------------------------------------------- load / unload
+    async def _load(self, decision: Plan) -> bool:
+        slug = decision.model
+        assert slug is not None
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        try:
+            spec = self.registry.get(slug)
+            loaded = await loop.run_in_executor(self._executor, self.load_fn, spec, self.budget.device)
+        except Exception as exc:
+            code = "OUT_OF_MEMORY" if _is_oom(exc) else "PROCESSING_ERROR"
+            log.exception("loading %s failed", slug)
+            self._dequeue(decision.run)
+            for job_id in decision.run:
+                self._fail(job_id, code, f"Model {slug} failed to load: {exc}")
+            await loop.run_in_executor(self._executor, _release_memory, self.budget.device)
+            return False
+        self.load_seconds[slug] = time.perf_counter() - started
+        self.measured[slug] = loaded.memory_bytes
+        self.loads += 1
+        self._resident[slug] = _Resident(loaded, time.time())
+        return True
+
+    async def _unload(self, slug: str) -> None:
+        resident = self._resident.pop(slug, None)
+        if resident is None:
+            return
+        loop = asyncio.get_running_loop()
+
+        def release() -> None:
+            resident.loaded.close()
+            resident.loaded.handle = None
+            _release_memory(self.budget.device)
+
+        await loop.run_in_executor(self._executor, release)
+
+    # ---------------------------------------------------------------- run
+    async def _run(self, decision: Plan) -> None:
+        slug = decision.model
+        resident = self._resident[slug]
+        self._dequeue(decision.run)
+        jobs = []
+        for job_id in decision.run:
+            if self.jobs.start(job_id):
+                job = self.jobs.get(job_id)
+                jobs.append(job)
+                self._publish(job, "pending")
+        if not jobs:
+            return
+        pipeline = pipeline_for(jobs[0].task)
+        if pipeline is None:
+            for job in jobs:
+                self._fail(job.id, "PROCESSING_ERROR", f"This drylocal build has no pipeline for {job.task}.")
+            return
+        loop = asyncio.get_running_loop()
+        resident.leases += 1
+        try:
+            if len(jobs) > 1:
+                outputs = await loop.run_in_executor(
+                    self._executor, pipeline.run_batch, resident.loaded, [job.params for job in jobs]
+                )
+            else:
+                job = jobs[0]
+                outputs = [
+                    await loop.run_in_executor(
+                        self._executor,
+                        pipeline.run,
+                        resident.loaded,
+                        job.params,
+                        _as_paths(job.inputs),
+                        self._progress_reporter(job),
+                    )
+                ]
+        except JobFailure as failure:
+            for job in jobs:
+                self._fail(job.id, failure.code, failure.message)
+            return
+        except Exception as exc:
+            log.exception("%s on %s failed", jobs[0].task, slug)
+            if _is_oom(exc):
+                for job in jobs:
+                    self._fail(job.id, "OUT_OF_MEMORY", f"{slug} ran out of memory: {exc}")
+                resident.leases -= 1
+                await self._unload(slug)
+                return
+            for job in jobs:
+                self._fail(job.id, "PROCESSING_ERROR", f"{type(exc).__name__}: {exc}")
+            return
+        finally:
+            resident.leases = max(0, resident.leases - 1)
+            resident.last_used = time.time()
+        for job, output in zip(jobs, outputs):
+            await self._finish(job, output)
+
+    def _progress_reporter(self, job: Job):
+        def report(progress: float, preview_jpeg: bytes | None = None) -> None:
+            preview = base64.b64encode(preview_jpeg).decode() if preview_jpeg else None
+            previous = self.jobs.get(job.id)
+            if self.jobs.report_progress(job.id, progress, preview):
+                self._publish(self.jobs.get(job.id), previous.status if previous else None)
+
+        return report
+
+    async def _finish(self, job: Job, output: TaskResult) -> None:
+        try:
+            relative = await asyncio.to_thread(self.results.write, job.id, output.filename, output.data)
+            alt = {}
+            for fmt, data in output.alt_formats.items():
+                alt[fmt] = await asyncio.to_thread(self.results.write, job.id, f"result.{fmt}", data)
+        except OSError as exc:
+            self.results.remove(job.id)
+            self._fail(job.id, "PROCESSING_ERROR", f"The result could not be stored: {exc.strerror or exc}")
+            return
+        previous = self.jobs.get(job.id).status
+        if self.jobs.complete(
+            job.id,
+            result=output.text if job.return_inline else None,
+            result_file=relative,
+            result_alt=alt,
+            meta=output.meta,
+        ):
+            self._publish(self.jobs.get(job.id), previous)
+
+    def _fail(self, job_id: str, code: str, message: str) -> None:
+        job = self.jobs.get(job_id)
+        if job and self.jobs.fail(job_id, code, message):
+            self._publish(self.jobs.get(job_id), job.status)
+
+    def _publish(self, job: Job, previous: str | None) -> None:
+        self.events.publish(
+            JobEvent(
+                job_id=job.id,
+                account_id=job.account_id,
+                task=job.task,
+                status=job.status,
+                previous_status=previous,
+                progress=job.progress,
+                preview=job.preview,
+                result_file=job.result_file,
+                error_code=job.error_code,
+                error_message=job.error_message,
+            )
+        )
+
+
+def _as_paths(inputs: dict) -> dict:
+    return {name: [Path(p) for p in value] if isinstance(value, list) else Path(value) for name, value in inputs.items()}
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
+
+
+def _release_memory(device: str) -> None:
+    gc.collect()
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.empty_cache()

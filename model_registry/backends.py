@@ -1,0 +1,60 @@
+"""Which loader serves each backend name. Loaders are imported lazily, so listing never imports torch."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from model_registry.spec import ModelSpec
+
+__all__ = ("BACKENDS", "PLANNED_BACKENDS", "LoadedModel", "Loader", "import_loader", "is_available")
+
+BACKENDS: dict[str, str] = {
+    "sentence-transformers": "model_registry.loaders.sentence_transformers:load",
+}
+
+# Backends the built-in catalog names whose loaders land with their task family.
+PLANNED_BACKENDS = frozenset(
+    {
+        "diffusers",
+        "diffusers-ltx",
+        "diffusers-ltx2",
+        "kokoro",
+        "chatterbox",
+        "qwen3-tts",
+        "ace-step",
+        "transformers-vlm",
+        "transformers-llm",
+        "faster-whisper",
+        "ben2",
+        "rrdbnet",
+    }
+)
+
+
+@dataclass
+class LoadedModel:
+    """A model resident on a device, with the memory it was measured to take there."""
+
+    spec: ModelSpec
+    handle: Any
+    device: str
+    memory_bytes: int
+    precision: str
+    extras: dict[str, Any] = field(default_factory=dict)
+    close: Callable[[], None] = lambda: None
+
+
+class Loader(Protocol):
+    def __call__(self, spec: ModelSpec, path: Path, device: str) -> LoadedModel: ...
+
+
+def is_available(backend: str) -> bool:
+    return backend in BACKENDS
+
+
+def import_loader(backend: str) -> Loader:
+    module_name, _, attr = BACKENDS[backend].partition(":")
+    return getattr(importlib.import_module(module_name), attr)

@@ -1,0 +1,1 @@
+"""One loader per backend: ``load(spec, path, device) -> LoadedModel``."""

@@ -1,0 +1,61 @@
+"""Embedding models in the sentence-transformers layout (modules.json, pooling, normalize)."""
+
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+
+from model_registry.backends import LoadedModel
+from model_registry.loaders._memory import measured_load, module_bytes
+from model_registry.spec import ModelSpec
+
+__all__ = ("load",)
+
+
+def _model_kwargs(spec: ModelSpec, device: str) -> tuple[dict, str]:
+    """Quantize only where a GPU is present: bitsandbytes kernels are what make int8 pay off there."""
+    import torch
+
+    if not device.startswith("cuda"):
+        return {"dtype": torch.float32}, "fp32"
+    if spec.quantization in ("int8", "nf4"):
+        from transformers import BitsAndBytesConfig
+
+        config = (
+            BitsAndBytesConfig(load_in_8bit=True)
+            if spec.quantization == "int8"
+            else BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float16)
+        )
+        return {"quantization_config": config, "dtype": torch.float16}, spec.quantization
+    if spec.quantization == "bf16":
+        return {"dtype": torch.bfloat16}, "bf16"
+    if spec.quantization == "fp32":
+        return {"dtype": torch.float32}, "fp32"
+    return {"dtype": torch.float16}, "fp16"
+
+
+def load(spec: ModelSpec, path: Path, device: str) -> LoadedModel:
+    from sentence_transformers import SentenceTransformer
+
+    model_kwargs, precision = _model_kwargs(spec, device)
+    with measured_load(device) as measured:
+        model = SentenceTransformer(
+            str(path), device=device, local_files_only=True, model_kwargs=model_kwargs, trust_remote_code=False
+        )
+        model.eval()
+    memory = measured["cuda_bytes"] or module_bytes(model)
+
+    def close() -> None:
+        nonlocal model
+        model = None
+        gc.collect()
+
+    return LoadedModel(
+        spec=spec,
+        handle=model,
+        device=device,
+        memory_bytes=memory,
+        precision=precision,
+        extras={"dimensions": model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension") else model.get_sentence_embedding_dimension(), "max_seq_length": model.max_seq_length},
+        close=close,
+    )
