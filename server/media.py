@@ -1,0 +1,52 @@
+"""Inspecting uploads before a job is accepted: image size, media duration, content matching the type."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import tempfile
+import wave
+from pathlib import Path
+
+__all__ = ("image_size", "media_duration")
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) if ``data`` decodes as an image, else None."""
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow is a core dependency
+        return None
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.verify()
+            return image.size
+    except Exception:
+        return None
+
+
+def media_duration(data: bytes, filename: str) -> float | None:
+    """Seconds of audio/video: the stdlib for WAV, ffprobe for the rest when it is installed."""
+    if filename.lower().endswith(".wav"):
+        try:
+            with wave.open(io.BytesIO(data)) as wav:
+                return wav.getnframes() / float(wav.getframerate())
+        except (wave.Error, EOFError):
+            pass
+    if shutil.which("ffprobe") is None:
+        return None
+    with tempfile.NamedTemporaryFile(suffix=Path(filename).suffix) as handle:
+        handle.write(data)
+        handle.flush()
+        try:
+            out = subprocess.run(
+                ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "json", handle.name],
+                capture_output=True,
+                timeout=30,
+                check=True,
+            ).stdout
+            return float(json.loads(out)["format"]["duration"])
+        except (subprocess.SubprocessError, KeyError, ValueError):
+            return None

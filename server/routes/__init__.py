@@ -1,0 +1,1 @@
+"""Routes grouped like the dryAPI docs: generation, analysis, transformation, prompts, utilities."""

@@ -1,0 +1,174 @@
+"""Prompt enhancement: boosters and sample prompts, answered at once (not jobs).
+
+Served by the registry's local instruct model ("prompt-booster" models). Prices answer at top level,
+``{"price": ...}``, as the SDK's fixtures show.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, get, post
+
+from engine import Account, Engine
+from engine.errors import InvalidRequest
+from model_registry import ModelSpec, price_of
+from server.body import RequestBody, read_body
+from server.fields import FILE_RULES
+from server.media import image_size
+
+__all__ = ("ROUTES",)
+
+_SAMPLE_TYPES = ("text2image", "text2speech")
+
+
+def _booster_spec(engine: Engine) -> ModelSpec:
+    spec = engine.registry.first_runnable("prompt-booster")
+    if spec is not None:
+        return spec
+    candidates = engine.registry.for_types(["prompt-booster"])
+    if not candidates:
+        raise InvalidRequest.on("model", "No prompt-booster model is configured.")
+    return candidates[0]
+
+
+def _check_prompt(body: RequestBody, errors: dict[str, list[str]], *, negative: bool) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    names = ("prompt", "negative_prompt") if negative else ("prompt",)
+    for name in names:
+        raw = body.fields.get(name)
+        if raw in (None, ""):
+            if name == "prompt":
+                errors.setdefault(name, []).append("The prompt field is required.")
+            continue
+        if not isinstance(raw, str):
+            errors.setdefault(name, []).append(f"The {name.replace('_', ' ')} field must be a string.")
+        elif len(raw) < 3:
+            errors.setdefault(name, []).append(f"The {name.replace('_', ' ')} field must be at least 3 characters.")
+        else:
+            values[name] = raw
+    return values
+
+
+def _check_image(body: RequestBody, errors: dict[str, list[str]], required: bool) -> None:
+    items = body.files.get("image", [])
+    if not items:
+        if required:
+            errors.setdefault("image", []).append("The image field is required.")
+        return
+    rule = FILE_RULES["booster_image"]
+    item = items[0]
+    extension = item.filename.rsplit(".", 1)[-1].lower() if "." in item.filename else ""
+    if extension not in rule.extensions:
+        errors.setdefault("image", []).append(f"The image field must be a file of type: {', '.join(sorted(rule.extensions))}.")
+    elif len(item.data) > rule.max_bytes:
+        errors.setdefault("image", []).append(f"The image field must not be greater than {rule.max_bytes // 1024} kilobytes.")
+    elif extension != "svg" and image_size(item.data) is None:
+        errors.setdefault("image", []).append("The image field must be an image.")
+
+
+def _raise(errors: dict[str, list[str]]) -> None:
+    if errors:
+        raise InvalidRequest(errors)
+
+
+async def _booster(request: Request, engine: Engine, *, negative: bool, image: str, for_price: bool) -> dict:
+    body = await read_body(request)
+    errors: dict[str, list[str]] = {}
+    values = _check_prompt(body, errors, negative=negative)
+    if image != "none":
+        _check_image(body, errors, required=image == "required" and not for_price)
+    lang = body.fields.get("lang_code")
+    if lang not in (None, "") and (not isinstance(lang, str) or len(lang) > 4):
+        errors.setdefault("lang_code", []).append("The lang code field must not be greater than 4 characters.")
+    _raise(errors)
+    spec = _booster_spec(engine)
+    if for_price:
+        return {"price": price_of(spec, values)}
+    availability = engine.registry.availability(spec)
+    raise InvalidRequest({"model": [availability.reason]}, availability.reason)
+
+
+@post("/prompt/image", status_code=200, operation_id="prompt_image")
+async def prompt_image(request: Request, engine: Engine, account: Account) -> dict:
+    return await _booster(request, engine, negative=True, image="none", for_price=False)
+
+
+@post("/prompt/image/price-calculation", status_code=200, operation_id="prompt_image_price")
+async def prompt_image_price(request: Request, engine: Engine, account: Account) -> dict:
+    return await _booster(request, engine, negative=True, image="none", for_price=True)
+
+
+@post("/prompt/video", status_code=200, operation_id="prompt_video")
+async def prompt_video(request: Request, engine: Engine, account: Account) -> dict:
+    return await _booster(request, engine, negative=True, image="optional", for_price=False)
+
+
+@post("/prompt/video/price-calculation", status_code=200, operation_id="prompt_video_price")
+async def prompt_video_price(request: Request, engine: Engine, account: Account) -> dict:
+    return await _booster(request, engine, negative=True, image="optional", for_price=True)
+
+
+@post("/prompt/speech", status_code=200, operation_id="prompt_speech")
+async def prompt_speech(request: Request, engine: Engine, account: Account) -> dict:
+    return await _booster(request, engine, negative=False, image="none", for_price=False)
+
+
+@post("/prompt/speech/price-calculation", status_code=200, operation_id="prompt_speech_price")
+async def prompt_speech_price(request: Request, engine: Engine, account: Account) -> dict:
+    return await _booster(request, engine, negative=False, image="none", for_price=True)
+
+
+@post("/prompt/image2image", status_code=200, operation_id="prompt_image2image")
+async def prompt_image2image(request: Request, engine: Engine, account: Account) -> dict:
+    return await _booster(request, engine, negative=True, image="required", for_price=False)
+
+
+@post("/prompt/image2image/price-calculation", status_code=200, operation_id="prompt_image2image_price")
+async def prompt_image2image_price(request: Request, engine: Engine, account: Account) -> dict:
+    return await _booster(request, engine, negative=True, image="required", for_price=True)
+
+
+def _check_samples(request: Request) -> dict[str, Any]:
+    query = request.query_params
+    errors: dict[str, list[str]] = {}
+    kind = query.get("type")
+    if not kind:
+        errors["type"] = ["The type field is required."]
+    elif kind not in _SAMPLE_TYPES:
+        errors["type"] = ["The selected type is invalid."]
+    topic = query.get("topic") or None
+    if topic and len(topic) > 500:
+        errors["topic"] = ["The topic field must not be greater than 500 characters."]
+    lang = query.get("lang_code") or None
+    if lang and len(lang) > 4:
+        errors["lang_code"] = ["The lang code field must not be greater than 4 characters."]
+    _raise(errors)
+    return {"type": kind, "topic": topic, "lang_code": lang}
+
+
+@get("/prompts/samples", operation_id="prompt_samples")
+async def prompt_samples(request: Request, engine: Engine, account: Account) -> dict:
+    _check_samples(request)
+    availability = engine.registry.availability(_booster_spec(engine))
+    raise InvalidRequest({"model": [availability.reason]}, availability.reason)
+
+
+@get("/prompts/samples/price-calculation", operation_id="prompt_samples_price")
+async def prompt_samples_price(request: Request, engine: Engine, account: Account) -> dict:
+    values = _check_samples(request)
+    return {"price": price_of(_booster_spec(engine), {"topic": values["topic"] or ""})}
+
+
+ROUTES = [
+    prompt_image,
+    prompt_image_price,
+    prompt_video,
+    prompt_video_price,
+    prompt_speech,
+    prompt_speech_price,
+    prompt_image2image,
+    prompt_image2image_price,
+    prompt_samples,
+    prompt_samples_price,
+]

@@ -1,0 +1,24 @@
+"""Serves result files behind signed, expiring URLs (no API key: the signature is the credential)."""
+
+from __future__ import annotations
+
+import mimetypes
+
+from litestar import get
+from litestar.response import File
+
+from engine import Engine
+
+__all__ = ("ROUTES",)
+
+
+@get("/results/{path:path}", operation_id="result_file", summary="Download a job result (signed URL)")
+async def result_file(path: str, engine: Engine, expires: str | None = None, signature: str | None = None) -> File:
+    relative = path.lstrip("/")
+    engine.signer.verify(relative, expires, signature)
+    target = engine.results.path_of(relative)
+    media_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+    return File(path=target, filename=target.name, media_type=media_type, content_disposition_type="inline")
+
+
+ROUTES = [result_file]

@@ -1,0 +1,45 @@
+"""The two routes every task has: submit a job, and ``/price-calculation`` with the same fields."""
+
+from __future__ import annotations
+
+from litestar import Request, post
+from litestar.handlers import HTTPRouteHandler
+
+from engine import Account, Engine
+from server.body import read_body
+from server.forms import FORMS
+from server.validation import validate_task
+
+__all__ = ("task_routes",)
+
+
+def task_routes(task: str) -> list[HTTPRouteHandler]:
+    form = FORMS[task]
+
+    @post(f"/{task}", status_code=200, operation_id=f"submit_{task}", summary=f"Submit a {form.label} job")
+    async def submit(request: Request, engine: Engine, account: Account) -> dict:
+        body = await read_body(request)
+        checked = validate_task(form, body, engine, for_price=False)
+        job = await engine.submit(
+            account,
+            task,
+            checked.spec,
+            checked.params,
+            checked.uploads,
+            webhook_url=checked.webhook_url or account.webhook_url,
+            return_inline=checked.return_inline,
+        )
+        return {"data": {"request_id": job.id}}
+
+    @post(
+        f"/{task}/price-calculation",
+        status_code=200,
+        operation_id=f"price_{task}",
+        summary=f"Calculate the price of a {form.label} job",
+    )
+    async def price(request: Request, engine: Engine, account: Account) -> dict:
+        body = await read_body(request)
+        checked = validate_task(form, body, engine, for_price=True)
+        return {"data": {"price": engine.quote(checked.spec, checked.params)}}
+
+    return [submit, price]

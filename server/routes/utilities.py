@@ -1,0 +1,129 @@
+"""Utilities: balance, the models list, and job status."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+from urllib.parse import urlencode
+
+from litestar import Request, get
+
+from engine import Account, Engine, Job
+from model_registry import ModelSpec
+
+__all__ = ("ROUTES", "model_info", "status_body")
+
+_DEFAULT_PER_PAGE = 15
+_MAX_PER_PAGE = 50
+
+
+@get("/balance", operation_id="balance", summary="Current account balance")
+async def balance(engine: Engine, account: Account) -> dict:
+    amount = engine.accounts.balance(account.id)
+    # The clients read data.balance; the docs show a bare balance. Both are served.
+    return {
+        "data": {"balance": amount, "currency": "USD", "client_id": account.client_id, "tier": account.tier},
+        "balance": amount,
+    }
+
+
+@get("/models", operation_id="models", summary="Available models, paginated")
+async def models(request: Request, engine: Engine, account: Account) -> dict:
+    query = request.query_params
+    types = ",".join(query.getall("filter[inference_types]", [])) or query.get("filter[inference_types][]", "")
+    specs = engine.registry.for_types(types.split(",")) if types else engine.registry.all()
+    per_page = _positive_int(query.get("per_page") or query.get("limit"), _DEFAULT_PER_PAGE)
+    per_page = min(per_page, _MAX_PER_PAGE)
+    page = _positive_int(query.get("page"), 1)
+    total = len(specs)
+    last_page = max(1, math.ceil(total / per_page))
+    rows = specs[(page - 1) * per_page : page * per_page]
+    resident = {m.slug: m for m in engine.worker.resident()}
+
+    def link(number: int | None) -> str | None:
+        if number is None:
+            return None
+        params = {"page": number, "per_page": per_page}
+        if types:
+            params["filter[inference_types]"] = types
+        return f"{engine.settings.base_url}/api/v1/client/models?{urlencode(params)}"
+
+    return {
+        "data": [model_info(engine, spec, resident.get(spec.slug)) for spec in rows],
+        "links": {
+            "first": link(1),
+            "last": link(last_page),
+            "prev": link(page - 1 if page > 1 else None),
+            "next": link(page + 1 if page < last_page else None),
+        },
+        "meta": {
+            "current_page": page,
+            "from": (page - 1) * per_page + 1 if rows else None,
+            "last_page": last_page,
+            "path": f"{engine.settings.base_url}/api/v1/client/models",
+            "per_page": per_page,
+            "to": (page - 1) * per_page + len(rows) if rows else None,
+            "total": total,
+        },
+    }
+
+
+@get("/request-status/{request_id:str}", operation_id="request_status", summary="Job status and result")
+async def request_status(request_id: str, engine: Engine, account: Account) -> dict:
+    return {"data": status_body(engine, engine.job_for(request_id, account))}
+
+
+def status_body(engine: Engine, job: Job) -> dict[str, Any]:
+    alt = engine.alt_result_urls(job)
+    body: dict[str, Any] = {
+        "status": job.status,
+        "progress": 100.0 if job.status == "done" else float(job.progress),
+        "result_url": engine.result_url(job),
+        "result": job.result,
+        "preview": job.preview,
+        "results_alt_formats": alt or None,
+    }
+    if job.status == "error":
+        body.update(error=job.error_message, error_code=job.error_code, error_message=job.error_message)
+    return body
+
+
+def model_info(engine: Engine, spec: ModelSpec, resident=None) -> dict[str, Any]:
+    availability = engine.registry.availability(spec)
+    info: dict[str, Any] = {
+        "name": spec.name,
+        "slug": spec.slug,
+        "inference_types": list(spec.inference_types),
+        "info": {"limits": spec.info.limits, "features": spec.info.features, "defaults": spec.info.defaults},
+        "loras": [{"display_name": lora.display_name, "name": lora.name} for lora in spec.loras],
+        # drylocal's own fields, beside the hosted ones:
+        "installed": availability.installed,
+        "available": availability.runnable,
+        "unavailable_reason": availability.reason or None,
+        "quantization": spec.quantization,
+        "memory_estimate_bytes": spec.vram_bytes,
+        "memory_bytes": engine.worker.measured.get(spec.slug),
+        "loaded": resident is not None,
+        "aliases": list(spec.aliases),
+    }
+    if spec.languages:
+        info["languages"] = [
+            {
+                "name": language.name,
+                "slug": language.slug,
+                "voices": [{"name": v.name, "slug": v.slug, "gender": v.gender} for v in language.voices],
+            }
+            for language in spec.languages
+        ]
+    return info
+
+
+def _positive_int(value: str | None, default: int) -> int:
+    try:
+        number = int(value) if value not in (None, "") else default
+    except ValueError:
+        return default
+    return number if number > 0 else default
+
+
+ROUTES = [balance, models, request_status]

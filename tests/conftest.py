@@ -1,0 +1,94 @@
+"""Shared fixtures: an app on a temp data directory, API keys, tiny checkpoints built once per session."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from litestar.testing import TestClient  # noqa: E402
+
+from engine import Engine, Settings  # noqa: E402
+from server.app import create_app  # noqa: E402
+from tests.checkpoints import build_tiny_xlmr_sentence_transformer, place_in_hf_cache  # noqa: E402
+
+API = "/api/v1/client"
+
+
+@dataclass
+class Api:
+    client: TestClient
+    key: str
+
+    @property
+    def engine(self) -> Engine:
+        return self.client.app.state.engine
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}", "Accept": "application/json"}
+
+    def post(self, route: str, **kwargs: Any):
+        return self.client.post(f"{API}/{route}", headers=self.headers, **kwargs)
+
+    def get(self, route: str, **kwargs: Any):
+        return self.client.get(f"{API}/{route}", headers=self.headers, **kwargs)
+
+    def new_key(self, name: str, tier: str = "unlimited", balance: float = 0.0) -> str:
+        account = self.engine.accounts.create_account(name, tier=tier, balance=balance)
+        return self.engine.accounts.create_key(account, name)
+
+    def wait(self, request_id: str, timeout: float = 60.0, key: str | None = None) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {key or self.key}"}
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            data = self.client.get(f"{API}/request-status/{request_id}", headers=headers).json()["data"]
+            if data["status"] in ("done", "error"):
+                return data
+            time.sleep(0.05)
+        raise AssertionError(f"job {request_id} did not finish in {timeout} s: {data}")
+
+
+@contextlib.contextmanager
+def running_api(settings: Settings, tier: str = "unlimited", balance: float = 0.0, **engine_options: Any) -> Iterator[Api]:
+    with TestClient(create_app(settings, **engine_options)) as client:
+        engine: Engine = client.app.state.engine
+        account = engine.accounts.create_account("tester", tier=tier, balance=balance)
+        yield Api(client, engine.accounts.create_key(account, "tester"))
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings.load(home=tmp_path / "home", port=8000)
+
+
+@pytest.fixture
+def api(settings: Settings) -> Iterator[Api]:
+    with running_api(settings) as api:
+        yield api
+
+
+@pytest.fixture(scope="session")
+def tiny_bge_hub(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A hub cache holding a tiny random XLM-R sentence-transformer under BAAI/bge-m3."""
+    root = tmp_path_factory.mktemp("tiny-bge")
+    folder = build_tiny_xlmr_sentence_transformer(root / "bge-m3")
+    hub = root / "hub"
+    place_in_hf_cache(folder, hub, "BAAI/bge-m3")
+    return hub
+
+
+@pytest.fixture
+def with_tiny_bge(tiny_bge_hub: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("HF_HUB_CACHE", str(tiny_bge_hub))
+    return tiny_bge_hub
