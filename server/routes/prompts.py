@@ -10,6 +10,8 @@ from typing import Any
 
 from litestar import Request, get, post
 
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery
 from engine import Account, Engine
 from engine.errors import InvalidRequest
 from model_registry import ModelSpec, price_of
@@ -90,42 +92,42 @@ async def _booster(request: Request, engine: Engine, *, negative: bool, image: s
 
 
 @post("/prompt/image", status_code=200, operation_id="prompt_image")
-async def prompt_image(request: Request, engine: Engine, account: Account) -> dict:
+async def prompt_image(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
     return await _booster(request, engine, negative=True, image="none", for_price=False)
 
 
 @post("/prompt/image/price-calculation", status_code=200, operation_id="prompt_image_price")
-async def prompt_image_price(request: Request, engine: Engine, account: Account) -> dict:
+async def prompt_image_price(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
     return await _booster(request, engine, negative=True, image="none", for_price=True)
 
 
 @post("/prompt/video", status_code=200, operation_id="prompt_video")
-async def prompt_video(request: Request, engine: Engine, account: Account) -> dict:
+async def prompt_video(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
     return await _booster(request, engine, negative=True, image="optional", for_price=False)
 
 
 @post("/prompt/video/price-calculation", status_code=200, operation_id="prompt_video_price")
-async def prompt_video_price(request: Request, engine: Engine, account: Account) -> dict:
+async def prompt_video_price(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
     return await _booster(request, engine, negative=True, image="optional", for_price=True)
 
 
 @post("/prompt/speech", status_code=200, operation_id="prompt_speech")
-async def prompt_speech(request: Request, engine: Engine, account: Account) -> dict:
+async def prompt_speech(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
     return await _booster(request, engine, negative=False, image="none", for_price=False)
 
 
 @post("/prompt/speech/price-calculation", status_code=200, operation_id="prompt_speech_price")
-async def prompt_speech_price(request: Request, engine: Engine, account: Account) -> dict:
+async def prompt_speech_price(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
     return await _booster(request, engine, negative=False, image="none", for_price=True)
 
 
 @post("/prompt/image2image", status_code=200, operation_id="prompt_image2image")
-async def prompt_image2image(request: Request, engine: Engine, account: Account) -> dict:
+async def prompt_image2image(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
     return await _booster(request, engine, negative=True, image="required", for_price=False)
 
 
 @post("/prompt/image2image/price-calculation", status_code=200, operation_id="prompt_image2image_price")
-async def prompt_image2image_price(request: Request, engine: Engine, account: Account) -> dict:
+async def prompt_image2image_price(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
     return await _booster(request, engine, negative=True, image="required", for_price=True)
 
 
@@ -148,14 +150,14 @@ def _check_samples(request: Request) -> dict[str, Any]:
 
 
 @get("/prompts/samples", operation_id="prompt_samples")
-async def prompt_samples(request: Request, engine: Engine, account: Account) -> dict:
+async def prompt_samples(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
     _check_samples(request)
     availability = engine.registry.availability(_booster_spec(engine))
     raise InvalidRequest({"model": [availability.reason]}, availability.reason)
 
 
 @get("/prompts/samples/price-calculation", operation_id="prompt_samples_price")
-async def prompt_samples_price(request: Request, engine: Engine, account: Account) -> dict:
+async def prompt_samples_price(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
     values = _check_samples(request)
     return {"price": price_of(_booster_spec(engine), {"topic": values["topic"] or ""})}
 

@@ -7,13 +7,20 @@ import mimetypes
 from litestar import get
 from litestar.response import File
 
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery
 from engine import Engine
 
 __all__ = ("ROUTES",)
 
 
 @get("/results/{path:path}", operation_id="result_file", summary="Download a job result (signed URL)")
-async def result_file(path: str, engine: Engine, expires: str | None = None, signature: str | None = None) -> File:
+async def result_file(
+    path: FromPath[str],
+    engine: NamedDependency[Engine],
+    expires: FromQuery[str | None] = None,
+    signature: FromQuery[str | None] = None,
+) -> File:
     relative = path.lstrip("/")
     engine.signer.verify(relative, expires, signature)
     target = engine.results.path_of(relative)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from litestar import Request, post
 from litestar.handlers import HTTPRouteHandler
 
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery
 from engine import Account, Engine
 from server.body import read_body
 from server.forms import FORMS
@@ -17,7 +19,7 @@ def task_routes(task: str) -> list[HTTPRouteHandler]:
     form = FORMS[task]
 
     @post(f"/{task}", status_code=200, operation_id=f"submit_{task}", summary=f"Submit a {form.label} job")
-    async def submit(request: Request, engine: Engine, account: Account) -> dict:
+    async def submit(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
         body = await read_body(request)
         checked = validate_task(form, body, engine, for_price=False)
         job = await engine.submit(
@@ -37,7 +39,7 @@ def task_routes(task: str) -> list[HTTPRouteHandler]:
         operation_id=f"price_{task}",
         summary=f"Calculate the price of a {form.label} job",
     )
-    async def price(request: Request, engine: Engine, account: Account) -> dict:
+    async def price(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
         body = await read_body(request)
         checked = validate_task(form, body, engine, for_price=True)
         return {"data": {"price": engine.quote(checked.spec, checked.params)}}

@@ -8,6 +8,8 @@ from urllib.parse import urlencode
 
 from litestar import Request, get
 
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery
 from engine import Account, Engine, Job
 from model_registry import ModelSpec
 
@@ -18,7 +20,7 @@ _MAX_PER_PAGE = 50
 
 
 @get("/balance", operation_id="balance", summary="Current account balance")
-async def balance(engine: Engine, account: Account) -> dict:
+async def balance(engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
     amount = engine.accounts.balance(account.id)
     # The clients read data.balance; the docs show a bare balance. Both are served.
     return {
@@ -28,7 +30,7 @@ async def balance(engine: Engine, account: Account) -> dict:
 
 
 @get("/models", operation_id="models", summary="Available models, paginated")
-async def models(request: Request, engine: Engine, account: Account) -> dict:
+async def models(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
     query = request.query_params
     types = ",".join(query.getall("filter[inference_types]", [])) or query.get("filter[inference_types][]", "")
     specs = engine.registry.for_types(types.split(",")) if types else engine.registry.all()
@@ -69,7 +71,9 @@ async def models(request: Request, engine: Engine, account: Account) -> dict:
 
 
 @get("/request-status/{request_id:str}", operation_id="request_status", summary="Job status and result")
-async def request_status(request_id: str, engine: Engine, account: Account) -> dict:
+async def request_status(
+    request_id: FromPath[str], engine: NamedDependency[Engine], account: NamedDependency[Account]
+) -> dict:
     return {"data": status_body(engine, engine.job_for(request_id, account))}
 
 
