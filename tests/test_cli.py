@@ -1,0 +1,61 @@
+"""The drylocal command: keys, accounts, models."""
+
+import re
+
+import pytest
+
+from engine import Settings
+from engine.accounts import AccountStore
+from engine.database import Database
+from server.cli import _ensure_owner, main
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("DRYLOCAL_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+def test_keys_create_prints_the_key_alone_on_one_line(home, capsys):
+    assert main(["keys", "create", "ci"]) == 0
+    out = capsys.readouterr().out
+    assert re.fullmatch(r"dl_[A-Za-z0-9_-]{40,}\n", out)
+    store = AccountStore(Database(home / "drylocal.db"))
+    account = store.authenticate(out.strip())
+    assert account.name == "ci" and account.tier == "unlimited"
+
+
+def test_keys_are_stored_hashed(home, capsys):
+    main(["keys", "create", "ci"])
+    key = capsys.readouterr().out.strip()
+    assert key.encode() not in (home / "drylocal.db").read_bytes()
+
+
+def test_keys_list_and_revoke(home, capsys):
+    main(["keys", "create", "one", "--tier", "basic", "--balance", "2.5"])
+    key = capsys.readouterr().out.strip()
+    main(["keys", "list"])
+    listing = capsys.readouterr().out
+    assert "one" in listing and "basic" in listing and key not in listing
+    assert main(["keys", "revoke", "one"]) == 0
+    store = AccountStore(Database(home / "drylocal.db"))
+    with pytest.raises(Exception):
+        store.authenticate(key)
+
+
+def test_first_serve_creates_the_owner_key_once(home, capsys):
+    settings = Settings.load()
+    _ensure_owner(settings)
+    first = capsys.readouterr().out
+    assert re.search(r"^dl_\S+$", first, re.M)
+    _ensure_owner(settings)
+    assert capsys.readouterr().out == ""
+    main(["account"])
+    assert "client_id" in capsys.readouterr().out
+
+
+def test_models_command_lists_the_catalog(home, capsys):
+    main(["models"])
+    out = capsys.readouterr().out
+    assert re.search(r"MiniLM_L6_v2\s.*ready", out)
+    assert re.search(r"Flux1schnell\s.*not installed", out)
