@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Callable
 
 from engine.settings import Settings
 
@@ -15,6 +16,8 @@ class DeviceBudget:
     device: str
     budget_bytes: int
     total_bytes: int
+    probe_free: Callable[[], int] | None = None
+    """Free memory on the device right now (CUDA); None where only the budget's bookkeeping counts."""
 
 
 def _cuda_available() -> bool:
@@ -40,7 +43,7 @@ def probe_device(settings: Settings) -> DeviceBudget:
         device = f"cuda:{index}"
         free, total = torch.cuda.mem_get_info(index)
         budget = settings.memory_budget_bytes or max(0, total - settings.gpu_reserve_bytes)
-        return DeviceBudget(device, budget, total)
+        return DeviceBudget(device, budget, total, lambda: torch.cuda.mem_get_info(index)[0])
     total = _ram_bytes()
     budget = settings.memory_budget_bytes or int(total * settings.cpu_memory_fraction)
     return DeviceBudget("cpu", budget, total)

@@ -195,6 +195,7 @@ class GpuWorker:
         slug = decision.model
         assert slug is not None
         loop = asyncio.get_running_loop()
+        await self._wait_for_memory(self._need(slug))
         started = time.perf_counter()
         try:
             spec = self.registry.get(slug)
@@ -212,6 +213,15 @@ class GpuWorker:
         self.loads += 1
         self._resident[slug] = _Resident(loaded, time.time())
         return True
+
+    async def _wait_for_memory(self, need: int, timeout: float = 10.0) -> None:
+        """After an unload the driver returns memory lazily: re-probe until the load fits, or give up
+        after ``timeout`` and let the load report a real out-of-memory if it still does not fit."""
+        if self.budget.probe_free is None:
+            return
+        deadline = time.monotonic() + timeout
+        while self.budget.probe_free() < need and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
 
     async def _unload(self, slug: str) -> None:
         resident = self._resident.pop(slug, None)

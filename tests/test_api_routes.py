@@ -193,5 +193,7 @@ def test_openapi_document_lists_every_route(api):
     paths = api.client.get("/schema/openapi.json").json()["paths"]
     for task in FORMS:
         assert f"{API}/{task}" in paths and f"{API}/{task}/price-calculation" in paths
+        content = paths[f"{API}/{task}"]["post"]["requestBody"]["content"]
+        assert "multipart/form-data" in content and "model" in content["multipart/form-data"]["schema"]["properties"]
     for route in ("balance", "models", "request-status/{request_id}", *PROMPT_ROUTES, "prompts/samples"):
         assert f"{API}/{route}" in paths, route

@@ -146,3 +146,13 @@ def test_revoked_key_is_401(api):
     assert api.client.get("/api/v1/client/balance", headers={"Authorization": f"Bearer {key}"}).status_code == 200
     assert api.engine.accounts.revoke_key("temp") == 1
     assert api.client.get("/api/v1/client/balance", headers={"Authorization": f"Bearer {key}"}).status_code == 401
+
+
+def test_load_waits_until_the_device_reports_the_memory_free(settings):
+    """Honest headroom: a probe that reports memory still held delays the load until it is back."""
+    probes = iter([0, 0, 10**12])
+    budget = DeviceBudget("cpu", 10**9, 10**9, probe_free=lambda: next(probes, 10**12))
+    with running_api(settings, budget=budget) as api:
+        status = api.wait(embed(api, "MiniLM_L6_v2").json()["data"]["request_id"])
+        assert status["status"] == "done"
+        assert next(probes, "drained") == "drained"

@@ -10,6 +10,7 @@ from litestar.params import FromPath, FromQuery
 from engine import Account, Engine
 from server.body import read_body
 from server.forms import FORMS
+from server.openapi import operation_for
 from server.validation import validate_task
 
 __all__ = ("task_routes",)
@@ -18,7 +19,13 @@ __all__ = ("task_routes",)
 def task_routes(task: str) -> list[HTTPRouteHandler]:
     form = FORMS[task]
 
-    @post(f"/{task}", status_code=200, operation_id=f"submit_{task}", summary=f"Submit a {form.label} job")
+    @post(
+        f"/{task}",
+        status_code=200,
+        operation_id=f"submit_{task}",
+        summary=f"Submit a {form.label} job",
+        operation_class=operation_for(form, for_price=False),
+    )
     async def submit(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
         body = await read_body(request)
         checked = validate_task(form, body, engine, for_price=False)
@@ -38,6 +45,7 @@ def task_routes(task: str) -> list[HTTPRouteHandler]:
         status_code=200,
         operation_id=f"price_{task}",
         summary=f"Calculate the price of a {form.label} job",
+        operation_class=operation_for(form, for_price=True),
     )
     async def price(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
         body = await read_body(request)
