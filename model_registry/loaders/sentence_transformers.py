@@ -36,7 +36,9 @@ def _model_kwargs(spec: ModelSpec, device: str) -> tuple[dict, str]:
 
 def load(spec: ModelSpec, path: Path, device: str) -> LoadedModel:
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # a server log is no place for per-load progress bars
     model_kwargs, precision = _model_kwargs(spec, device)
     with measured_load(device) as measured:
         model = SentenceTransformer(
@@ -56,6 +58,12 @@ def load(spec: ModelSpec, path: Path, device: str) -> LoadedModel:
         device=device,
         memory_bytes=memory,
         precision=precision,
-        extras={"dimensions": model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension") else model.get_sentence_embedding_dimension(), "max_seq_length": model.max_seq_length},
+        extras={"dimensions": _dimensions(model), "max_seq_length": model.max_seq_length},
         close=close,
     )
+
+
+def _dimensions(model) -> int:
+    # sentence-transformers 6 renamed the accessor; older releases only have the long name.
+    getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    return int(getter())

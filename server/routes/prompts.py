@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, get, post
+from litestar.handlers import HTTPRouteHandler
 
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery
@@ -91,44 +92,18 @@ async def _booster(request: Request, engine: Engine, *, negative: bool, image: s
     raise InvalidRequest({"model": [availability.reason]}, availability.reason)
 
 
-@post("/prompt/image", status_code=200, operation_id="prompt_image")
-async def prompt_image(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
-    return await _booster(request, engine, negative=True, image="none", for_price=False)
+def _booster_routes(path: str, *, negative: bool, image: str) -> list[HTTPRouteHandler]:
+    name = path.replace("/", "_")
 
+    @post(f"/{path}", status_code=200, operation_id=name, summary=f"Enhance a prompt ({path})")
+    async def enhance(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
+        return await _booster(request, engine, negative=negative, image=image, for_price=False)
 
-@post("/prompt/image/price-calculation", status_code=200, operation_id="prompt_image_price")
-async def prompt_image_price(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
-    return await _booster(request, engine, negative=True, image="none", for_price=True)
+    @post(f"/{path}/price-calculation", status_code=200, operation_id=f"{name}_price")
+    async def price(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
+        return await _booster(request, engine, negative=negative, image=image, for_price=True)
 
-
-@post("/prompt/video", status_code=200, operation_id="prompt_video")
-async def prompt_video(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
-    return await _booster(request, engine, negative=True, image="optional", for_price=False)
-
-
-@post("/prompt/video/price-calculation", status_code=200, operation_id="prompt_video_price")
-async def prompt_video_price(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
-    return await _booster(request, engine, negative=True, image="optional", for_price=True)
-
-
-@post("/prompt/speech", status_code=200, operation_id="prompt_speech")
-async def prompt_speech(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
-    return await _booster(request, engine, negative=False, image="none", for_price=False)
-
-
-@post("/prompt/speech/price-calculation", status_code=200, operation_id="prompt_speech_price")
-async def prompt_speech_price(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
-    return await _booster(request, engine, negative=False, image="none", for_price=True)
-
-
-@post("/prompt/image2image", status_code=200, operation_id="prompt_image2image")
-async def prompt_image2image(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
-    return await _booster(request, engine, negative=True, image="required", for_price=False)
-
-
-@post("/prompt/image2image/price-calculation", status_code=200, operation_id="prompt_image2image_price")
-async def prompt_image2image_price(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
-    return await _booster(request, engine, negative=True, image="required", for_price=True)
+    return [enhance, price]
 
 
 def _check_samples(request: Request) -> dict[str, Any]:
@@ -163,14 +138,10 @@ async def prompt_samples_price(request: Request, engine: NamedDependency[Engine]
 
 
 ROUTES = [
-    prompt_image,
-    prompt_image_price,
-    prompt_video,
-    prompt_video_price,
-    prompt_speech,
-    prompt_speech_price,
-    prompt_image2image,
-    prompt_image2image_price,
+    *_booster_routes("prompt/image", negative=True, image="none"),
+    *_booster_routes("prompt/video", negative=True, image="optional"),
+    *_booster_routes("prompt/speech", negative=False, image="none"),
+    *_booster_routes("prompt/image2image", negative=True, image="required"),
     prompt_samples,
     prompt_samples_price,
 ]
