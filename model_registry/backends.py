@@ -13,12 +13,12 @@ __all__ = ("BACKENDS", "PLANNED_BACKENDS", "LoadedModel", "Loader", "import_load
 
 BACKENDS: dict[str, str] = {
     "sentence-transformers": "model_registry.loaders.sentence_transformers:load",
+    "diffusers": "model_registry.loaders.diffusers:load",
 }
 
 # Backends the built-in catalog names whose loaders land with their task family.
 PLANNED_BACKENDS = frozenset(
     {
-        "diffusers",
         "diffusers-ltx",
         "diffusers-ltx2",
         "kokoro",

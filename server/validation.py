@@ -238,7 +238,9 @@ def _steps(ctx: _Context, name: str = "steps") -> None:
     if not ctx.spec.feature("supports_steps", True):
         ctx.values.pop(name, None)
     ctx.between(name, "min_steps", "max_steps")
-    ctx.default(name)
+    # A model without a default step count gets 20, kept inside its own limits.
+    low, high = _num(ctx.spec.limit("min_steps")) or 1, _num(ctx.spec.limit("max_steps")) or 20
+    ctx.default(name, int(max(low, min(20, high))))
 
 
 def _guidance(ctx: _Context, name: str = "guidance") -> None:

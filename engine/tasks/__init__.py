@@ -41,6 +41,8 @@ TASK_INFERENCE_TYPE: dict[str, str] = {
 # Task -> "module:attribute" of its pipeline, imported on first use.
 PIPELINES: dict[str, str] = {
     "txt2embedding": "engine.tasks.txt2embedding:PIPELINE",
+    "txt2img": "engine.tasks.txt2img:PIPELINE",
+    "img2img": "engine.tasks.img2img:PIPELINE",
 }
 
 Progress = Callable[..., None]

@@ -107,6 +107,7 @@ def model_info(engine: Engine, spec: ModelSpec, resident=None) -> dict[str, Any]
         "quantization": spec.quantization,
         "memory_estimate_bytes": spec.vram_bytes,
         "memory_bytes": engine.worker.measured.get(spec.slug),
+        "load_seconds": engine.worker.load_seconds.get(spec.slug),
         "loaded": resident is not None,
         "aliases": list(spec.aliases),
     }

@@ -1,0 +1,80 @@
+"""diffusers pipelines (FLUX.1, FLUX.2 klein, Z-Image, Qwen-Image-Edit, ...) from a diffusers folder.
+
+The folder's model_index.json names the pipeline class, so one loader serves every family. On a GPU
+the transformer is quantized as the slug says, through diffusers' own bitsandbytes config; the rest
+runs in bf16. On the CPU everything is float32: bitsandbytes and bf16 kernels do not pay off there.
+"""
+
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+
+from model_registry.backends import LoadedModel
+from model_registry.loaders._memory import measured_load, module_bytes
+from model_registry.spec import ModelSpec
+
+__all__ = ("load", "pipeline_memory")
+
+
+def _options(spec: ModelSpec, device: str) -> tuple[dict, str]:
+    import torch
+
+    if not device.startswith("cuda"):
+        return {"dtype": torch.float32}, "fp32"
+    options: dict = {"dtype": torch.float16 if spec.quantization == "fp16" else torch.bfloat16}
+    if spec.quantization in ("nf4", "int8"):
+        from diffusers import PipelineQuantizationConfig
+
+        if spec.quantization == "nf4":
+            config = PipelineQuantizationConfig(
+                quant_backend="bitsandbytes_4bit",
+                quant_kwargs={"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": torch.bfloat16},
+                components_to_quantize=["transformer"],
+            )
+        else:
+            config = PipelineQuantizationConfig(
+                quant_backend="bitsandbytes_8bit", quant_kwargs={"load_in_8bit": True}, components_to_quantize=["transformer"]
+            )
+        options["quantization_config"] = config
+    return options, spec.quantization if spec.quantization in ("nf4", "int8", "fp16") else "bf16"
+
+
+def pipeline_memory(pipe) -> int:
+    import torch
+
+    return sum(module_bytes(c) for c in pipe.components.values() if isinstance(c, torch.nn.Module))
+
+
+def load(spec: ModelSpec, path: Path, device: str) -> LoadedModel:
+    from diffusers import DiffusionPipeline
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.disable_progress_bar()
+    options, precision = _options(spec, device)
+    with measured_load(device) as measured:
+        pipe = DiffusionPipeline.from_pretrained(str(path), local_files_only=True, **options)
+        if spec.quantization == "fp8" and device.startswith("cuda") and hasattr(pipe, "transformer"):
+            import torch
+
+            # Weights stored in float8, computed in bf16: diffusers' layerwise casting halves their memory.
+            pipe.transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=torch.bfloat16)
+            precision = "fp8"
+        pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    memory = measured["cuda_bytes"] or pipeline_memory(pipe)
+
+    def close() -> None:
+        nonlocal pipe
+        pipe = None
+        gc.collect()
+
+    return LoadedModel(
+        spec=spec,
+        handle=pipe,
+        device=device,
+        memory_bytes=memory,
+        precision=precision,
+        extras={"pipeline_class": type(pipe).__name__, "weights_path": str(path)},
+        close=close,
+    )

@@ -1,0 +1,174 @@
+#!/usr/bin/env python
+"""Image generation end to end: drylocal (submit to done, over HTTP) against the same diffusers
+pipeline called directly in one process, same parameters, side by side.
+
+    .venv/bin/python scripts/bench_images.py                      # tiny random FLUX on the CPU
+    .venv/bin/python scripts/bench_images.py --family flux --full # full-size FLUX.1 architecture,
+                                                                  # random weights (needs a GPU)
+
+Prints the mean seconds per image for both, their ratio, drylocal's cold load time, and the peak
+memory of each (GPU: torch's peak allocation; CPU: the process's peak resident set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BUILDERS = {
+    "flux": ("build_tiny_flux", "build_full_flux"),
+    "flux2-klein": ("build_tiny_flux2_klein", None),
+    "zimage": ("build_tiny_zimage", None),
+}
+
+
+def build_checkpoint(family: str, full: bool, target: Path) -> Path:
+    from tests import image_checkpoints
+
+    name = BUILDERS[family][1 if full else 0]
+    if name is None or not hasattr(image_checkpoints, name):
+        raise SystemExit(f"no {'full-size' if full else 'tiny'} builder for {family}")
+    return getattr(image_checkpoints, name)(target)
+
+
+def register(home: Path, slug: str, path: Path, size: int) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").write_text(
+        f"""
+[[models]]
+slug = "{slug}"
+name = "{slug}"
+inference_types = ["txt2img"]
+backend = "diffusers"
+quantization = "bf16"
+vram_bytes = 1_000_000
+source = {{ path = "{path}" }}
+price = {{ formula = "image_steps", rates = {{ per_step_512 = 0.00034 }} }}
+[models.info.limits]
+min_width = 16
+max_width = {max(size, 2048)}
+min_height = 16
+max_height = {max(size, 2048)}
+resolution_step = 16
+[models.info.features]
+supports_guidance = false
+supports_negative_prompt = false
+"""
+    )
+
+
+def peak_rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def direct_run(path: Path, params: dict, runs: int, device: str) -> dict:
+    import torch
+    from diffusers import DiffusionPipeline
+
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    started = time.perf_counter()
+    pipe = DiffusionPipeline.from_pretrained(str(path), dtype=dtype).to(device)
+    pipe.set_progress_bar_config(disable=True)
+    load = time.perf_counter() - started
+    times = []
+    for index in range(runs + 1):
+        generator = torch.Generator("cpu").manual_seed(params["seed"])
+        started = time.perf_counter()
+        pipe(prompt=params["prompt"], width=params["width"], height=params["height"],
+             num_inference_steps=params["steps"], generator=generator, output_type="pil").images[0].save(
+            Path(tempfile.gettempdir()) / "bench_direct.png")
+        if index:  # the first call warms up kernels, as drylocal's warm-up job does
+            times.append(time.perf_counter() - started)
+    peak = torch.cuda.max_memory_allocated() if device == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"seconds": statistics.mean(times), "load_seconds": load, "peak_bytes": peak}
+
+
+def drylocal_run(home: Path, slug: str, params: dict, runs: int) -> dict:
+    env = {**os.environ, "DRYLOCAL_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    cli = [sys.executable, "-m", "server.cli"]
+    key = subprocess.run([*cli, "keys", "create", "bench"], env=env, cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    with tempfile.TemporaryDirectory():
+        port = 8000 + os.getpid() % 1000
+        proc = subprocess.Popen([*cli, "serve", "--port", str(port), "--log-level", "warning"], env=env, cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        base = f"http://127.0.0.1:{port}/api/v1/client"
+        client = httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=600)
+        try:
+            for _ in range(100):
+                try:
+                    client.get(f"http://127.0.0.1:{port}/health")
+                    break
+                except httpx.HTTPError:
+                    time.sleep(0.2)
+            times = []
+            for index in range(runs + 1):
+                started = time.perf_counter()
+                request_id = client.post(f"{base}/txt2img", json={**params, "model": slug}).json()["data"]["request_id"]
+                while (data := client.get(f"{base}/request-status/{request_id}").json()["data"])["status"] not in ("done", "error"):
+                    time.sleep(0.01)
+                if data["status"] == "error":
+                    raise RuntimeError(data)
+                client.get(data["result_url"])
+                if index:
+                    times.append(time.perf_counter() - started)
+            info = next(m for m in client.get(f"{base}/models", params={"per_page": 50}).json()["data"] if m["slug"] == slug)
+            return {"seconds": statistics.mean(times), "load_seconds": info["load_seconds"],
+                    "peak_bytes": info["memory_bytes"] if info.get("memory_bytes") and "cuda" in str(info) else peak_rss_bytes(proc.pid)}
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--family", choices=sorted(BUILDERS), default="flux")
+    parser.add_argument("--full", action="store_true", help="full-size architecture with random weights")
+    parser.add_argument("--size", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    size = args.size or (1024 if args.full else 64)
+    params = {"prompt": "a red cat on a blue sky", "width": size, "height": size, "steps": args.steps, "seed": 42}
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        path = build_checkpoint(args.family, args.full, scratch / "pipeline")
+        register(scratch / "home", "BenchModel", path, size)
+        ours = drylocal_run(scratch / "home", "BenchModel", params, args.runs)
+        theirs = direct_run(path, params, args.runs, device)
+    row = {"family": args.family, "full": args.full, "device": device, "size": size, "steps": args.steps,
+           "drylocal_seconds": round(ours["seconds"], 4), "direct_seconds": round(theirs["seconds"], 4),
+           "ratio": round(ours["seconds"] / theirs["seconds"], 3),
+           "drylocal_load_seconds": round(ours["load_seconds"] or 0, 3), "direct_load_seconds": round(theirs["load_seconds"], 3),
+           "drylocal_peak_bytes": ours["peak_bytes"], "direct_peak_bytes": theirs["peak_bytes"]}
+    print(json.dumps(row, indent=2))
+    print(f"\n{args.family} {'full' if args.full else 'tiny'} {size}x{size}, {args.steps} steps on {device}: "
+          f"drylocal {row['drylocal_seconds']} s vs direct {row['direct_seconds']} s per image (ratio {row['ratio']})")
+    if args.json:
+        args.json.write_text(json.dumps(row, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
