@@ -29,19 +29,22 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 BUILDERS = {
-    "flux": ("build_tiny_flux", "build_full_flux"),
-    "flux2-klein": ("build_tiny_flux2_klein", None),
-    "zimage": ("build_tiny_zimage", None),
+    # family: (module, tiny builder, full-size builder)
+    "flux": ("tests.flux_checkpoint", "build_tiny_flux", "build_full_flux"),
+    "flux2-klein": ("tests.image_checkpoints", "build_tiny_flux2_klein", None),
+    "zimage": ("tests.image_checkpoints", "build_tiny_zimage", None),
 }
 
 
 def build_checkpoint(family: str, full: bool, target: Path) -> Path:
-    from tests import image_checkpoints
+    import importlib
 
-    name = BUILDERS[family][1 if full else 0]
-    if name is None or not hasattr(image_checkpoints, name):
+    module_name, tiny, big = BUILDERS[family]
+    name = big if full else tiny
+    module = importlib.import_module(module_name)
+    if name is None or not hasattr(module, name):
         raise SystemExit(f"no {'full-size' if full else 'tiny'} builder for {family}")
-    return getattr(image_checkpoints, name)(target)
+    return getattr(module, name)(target)
 
 
 def register(home: Path, slug: str, path: Path, size: int) -> None:
