@@ -59,6 +59,15 @@ class Api:
         raise AssertionError(f"job {request_id} did not finish in {timeout} s: {data}")
 
 
+def eventually(condition, timeout: float = 10.0) -> None:
+    """Events reach subscribers on the engine's loop a moment after the status is persisted."""
+    deadline = time.time() + timeout
+    while not condition():
+        if time.time() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.02)
+
+
 @contextlib.contextmanager
 def running_api(settings: Settings, tier: str = "unlimited", balance: float = 0.0, **engine_options: Any) -> Iterator[Api]:
     with TestClient(create_app(settings, **engine_options)) as client:

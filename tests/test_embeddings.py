@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sentence_transformers import SentenceTransformer
 
-from tests.conftest import running_api
+from tests.conftest import eventually, running_api
 
 TEXTS = ["The cat sat on the mat.", "A kitten is a young cat.", "Stock markets fell sharply today."]
 
@@ -84,6 +84,7 @@ def test_long_list_reports_progress(api):
     api.engine.events.subscribe(record)
     response = api.post("txt2embedding", json={"input": [f"text {i}" for i in range(100)], "model": "MiniLM_L6_v2"})
     assert api.wait(response.json()["data"]["request_id"])["status"] == "done"
+    eventually(lambda: seen and seen[-1][0] == "done")
     statuses = [status for status, _ in seen]
     assert statuses[0] == "processing" and statuses[-1] == "done" and "in_progress" in statuses
     progress = [p for status, p in seen if status == "in_progress"]

