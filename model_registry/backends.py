@@ -14,6 +14,8 @@ __all__ = ("BACKENDS", "PLANNED_BACKENDS", "LoadedModel", "Loader", "import_load
 BACKENDS: dict[str, str] = {
     "sentence-transformers": "model_registry.loaders.sentence_transformers:load",
     "diffusers": "model_registry.loaders.diffusers:load",
+    "rrdbnet": "model_registry.loaders.rrdbnet:load",
+    "ben2": "model_registry.loaders.ben2:load",
 }
 
 # Backends the built-in catalog names whose loaders land with their task family.
@@ -28,8 +30,6 @@ PLANNED_BACKENDS = frozenset(
         "transformers-vlm",
         "transformers-llm",
         "faster-whisper",
-        "ben2",
-        "rrdbnet",
     }
 )
 

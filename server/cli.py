@@ -36,6 +36,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = Settings.load(**overrides)
     _ensure_owner(settings)
+    from model_registry.embedded import provision_embedded
+
+    for slug, path in provision_embedded(settings.models_dir).items():
+        print(f"drylocal: {slug} ready from packaged weights ({path})", flush=True)
     print(f"drylocal: serving dryAPI on {settings.base_url}/api/v1/client (data in {settings.home})", flush=True)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=args.log_level)
     return 0
@@ -88,6 +92,24 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pull(args: argparse.Namespace) -> int:
+    from model_registry import ModelRegistry, WeightsLocator
+    from model_registry.pull import pull
+
+    settings = Settings.load()
+    settings.ensure_dirs()
+    registry = ModelRegistry.from_files(WeightsLocator(settings.models_dir), settings.config_file)
+    status = 0
+    for slug in args.slugs:
+        try:
+            for path in pull(registry, slug, endpoint=args.endpoint):
+                print(f"{slug}: {path}")
+        except Exception as exc:  # one model failing should not stop the others
+            print(f"{slug}: could not pull: {exc}", file=sys.stderr)
+            status = 1
+    return status
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="drylocal", description="Serve the dryAPI HTTP API from your own GPU.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -116,6 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="list the model catalog and what is installed")
     models.set_defaults(func=cmd_models)
+
+    pull = commands.add_parser("pull", help="download models' checkpoints from the Hugging Face hub")
+    pull.add_argument("slugs", nargs="+", metavar="SLUG")
+    pull.add_argument("--endpoint", help="a hub mirror (default: $HF_ENDPOINT or huggingface.co)")
+    pull.set_defaults(func=cmd_pull)
     return parser
 
 

@@ -59,3 +59,30 @@ def test_models_command_lists_the_catalog(home, capsys):
     out = capsys.readouterr().out
     assert re.search(r"MiniLM_L6_v2\s.*ready", out)
     assert re.search(r"Flux1schnell\s.*not installed", out)
+
+
+def test_pull_fetches_a_catalog_model_into_the_models_folder(home, tmp_path, capsys, monkeypatch):
+    import huggingface_hub.constants
+
+    from tests.checkpoints import build_tiny_xlmr_sentence_transformer
+    from tests.fake_hub import fake_hub
+
+    repo = build_tiny_xlmr_sentence_transformer(tmp_path / "bge-m3")
+    main(["models"])
+    assert re.search(r"Bge_M3_INT8 .* not installed", capsys.readouterr().out)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # the suite runs offline
+    with fake_hub({"BAAI/bge-m3": repo}) as (endpoint, requests):
+        assert main(["pull", "Bge_M3_INT8", "--endpoint", endpoint]) == 0
+    pulled = home / "models" / "BAAI--bge-m3"
+    assert capsys.readouterr().out.strip() == f"Bge_M3_INT8: {pulled}"
+    assert (pulled / "modules.json").read_bytes() == (repo / "modules.json").read_bytes()
+    assert any(r.startswith("GET /BAAI/bge-m3/resolve/") for r in requests)
+    main(["models"])
+    assert re.search(r"Bge_M3_INT8 .* ready", capsys.readouterr().out)
+
+
+def test_pull_names_what_failed(home, capsys):
+    with pytest.raises(SystemExit):
+        main(["pull"])
+    assert main(["pull", "NoSuchModel"]) == 1
+    assert "NoSuchModel: could not pull" in capsys.readouterr().err

@@ -43,6 +43,8 @@ PIPELINES: dict[str, str] = {
     "txt2embedding": "engine.tasks.txt2embedding:PIPELINE",
     "txt2img": "engine.tasks.txt2img:PIPELINE",
     "img2img": "engine.tasks.img2img:PIPELINE",
+    "img-upscale": "engine.tasks.img_upscale:PIPELINE",
+    "img-rmbg": "engine.tasks.img_rmbg:PIPELINE",
 }
 
 Progress = Callable[..., None]
