@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 import shutil
 import uuid
@@ -26,7 +27,12 @@ from engine.settings import Settings
 from engine.worker import GpuWorker
 from model_registry import LoadedModel, ModelRegistry, ModelSpec, TokenCounter, WeightsLocator, price_of
 
-__all__ = ("Engine", "Upload")
+__all__ = ("FETCHED_TASKS", "Engine", "Upload")
+
+log = logging.getLogger(__name__)
+
+FETCHED_TASKS = {"vid2txt": "video_url", "aud2txt": "audio_url"}
+"""Tasks whose media is behind a URL: downloaded before the job takes its turn on the GPU."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,8 @@ class Engine:
         self.events = EventBus()
         self.tokens = TokenCounter()
         self.worker = GpuWorker(registry, self.jobs, self.results, self.events, budget, settings, load_fn)
+        self._download_slots = asyncio.Semaphore(settings.max_downloads)
+        self._downloads: set[asyncio.Task] = set()
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -78,6 +86,9 @@ class Engine:
         try:
             yield engine
         finally:
+            for task in list(engine._downloads):
+                task.cancel()
+            await asyncio.gather(*engine._downloads, return_exceptions=True)
             await engine.worker.stop()
             db.close()
 
@@ -88,7 +99,7 @@ class Engine:
             job = self.jobs.get(job_id)
             self.events.publish(_event(job, "processing"))
         for job in self.jobs.pending():
-            self.worker.enqueue(job)
+            self._queue(job)
 
     # ---------------------------------------------------------------- jobs
     def quote(self, spec: ModelSpec, params: dict[str, Any]) -> float:
@@ -127,7 +138,7 @@ class Engine:
         except BaseException:
             shutil.rmtree(self.settings.inputs_dir / job_id, ignore_errors=True)
             raise
-        self.worker.enqueue(job)
+        self._queue(job)
         return job
 
     def job_for(self, job_id: str, account: Account) -> Job:
@@ -145,6 +156,41 @@ class Engine:
         return {fmt: self.signer.url(path) for fmt, path in job.result_alt.items()}
 
     # ---------------------------------------------------------------- internals
+    def _queue(self, job: Job) -> None:
+        if job.task in FETCHED_TASKS and not job.inputs.get("media"):
+            task = asyncio.ensure_future(self._download(job))
+            self._downloads.add(task)
+            task.add_done_callback(self._downloads.discard)
+        else:
+            self.worker.enqueue(job)
+
+    async def _download(self, job: Job) -> None:
+        """Fetch a URL job's media off the GPU's queue; the job shows ``processing`` at 0% meanwhile."""
+        from engine import fetch
+
+        async with self._download_slots:
+            if not self.jobs.start(job.id):
+                return
+            self.events.publish(_event(self.jobs.get(job.id), "pending"))
+            url = job.params.get(FETCHED_TASKS[job.task], "")
+            try:
+                path = await asyncio.to_thread(fetch.download, url, self.settings.inputs_dir / job.id)
+            except fetch.FetchError as exc:
+                self._fail(job.id, "INVALID_INPUT", str(exc))
+                return
+            except Exception as exc:  # a job accepted must end with a reason, whatever yt-dlp raised
+                log.exception("downloading %s failed", url)
+                self._fail(job.id, "INVALID_INPUT", f"The media could not be downloaded: {exc}")
+                return
+            inputs = {**job.inputs, "media": str(path)}
+            self.jobs.set_inputs(job.id, inputs)
+            self.worker.enqueue(self.jobs.get(job.id), started=True)
+
+    def _fail(self, job_id: str, code: str, message: str) -> None:
+        job = self.jobs.get(job_id)
+        if job and self.jobs.fail(job_id, code, message):
+            self.events.publish(_event(self.jobs.get(job_id), job.status))
+
     def _save_inputs(self, job_id: str, uploads: list[Upload]) -> dict[str, Any]:
         if not uploads:
             return {}

@@ -125,6 +125,13 @@ class JobStore:
             (now, now),
         )
 
+    def resume(self, job_id: str) -> bool:
+        """A job a preparation stage (a download) already started: it stays ``processing``."""
+        return self._update(job_id, ("processing",), "updated_at = ?", (time.time(),))
+
+    def set_inputs(self, job_id: str, inputs: dict[str, Any]) -> bool:
+        return self._update(job_id, ACTIVE, "inputs = ?, updated_at = ?", (json.dumps(inputs), time.time()))
+
     def report_progress(self, job_id: str, progress: float, preview: str | None) -> bool:
         progress = max(0.0, min(99.99, float(progress)))
         if preview is None:

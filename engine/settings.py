@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     """A job whose model is resident may overtake one that needs a swap, until that one waited this long."""
     max_batch_inputs: int = 256
     """Most texts one micro-batch of embedding jobs may hold."""
+    max_downloads: int = 2
+    """URL media (vid2txt, aud2txt) downloaded at the same time, beside the GPU's queue."""
     max_attempts: int = 2
     """A job interrupted by a crash is re-queued until it has started this many times."""
 

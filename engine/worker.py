@@ -72,13 +72,17 @@ class GpuWorker:
         self.evictions = 0
         self._queue: list[QueuedJob] = []
         self._resident: dict[str, _Resident] = {}
+        self._started: set[str] = set()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drylocal-gpu")
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._closing = False
 
     # ---------------------------------------------------------------- public
-    def enqueue(self, job: Job) -> None:
+    def enqueue(self, job: Job, *, started: bool = False) -> None:
+        """Queue a ``pending`` job, or (``started``) one a preparation stage already moved to processing."""
+        if started:
+            self._started.add(job.id)
         pipeline = pipeline_for(job.task)
         size = len(job.params["input"]) if job.task == "txt2embedding" and isinstance(job.params.get("input"), list) else 1
         self._queue.append(
@@ -243,7 +247,11 @@ class GpuWorker:
         self._dequeue(decision.run)
         jobs = []
         for job_id in decision.run:
-            if self.jobs.start(job_id):
+            if job_id in self._started:
+                self._started.discard(job_id)
+                if self.jobs.resume(job_id):
+                    jobs.append(self.jobs.get(job_id))
+            elif self.jobs.start(job_id):
                 job = self.jobs.get(job_id)
                 jobs.append(job)
                 self._publish(job, "pending")
@@ -324,6 +332,7 @@ class GpuWorker:
             self._publish(self.jobs.get(job.id), previous)
 
     def _fail(self, job_id: str, code: str, message: str) -> None:
+        self._started.discard(job_id)
         job = self.jobs.get(job_id)
         if job and self.jobs.fail(job_id, code, message):
             self._publish(self.jobs.get(job_id), job.status)

@@ -16,6 +16,8 @@ BACKENDS: dict[str, str] = {
     "diffusers": "model_registry.loaders.diffusers:load",
     "rrdbnet": "model_registry.loaders.rrdbnet:load",
     "ben2": "model_registry.loaders.ben2:load",
+    "faster-whisper": "model_registry.loaders.faster_whisper:load",
+    "piper": "model_registry.loaders.piper:load",
 }
 
 # Backends the built-in catalog names whose loaders land with their task family.
@@ -29,7 +31,6 @@ PLANNED_BACKENDS = frozenset(
         "ace-step",
         "transformers-vlm",
         "transformers-llm",
-        "faster-whisper",
     }
 )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -102,7 +104,11 @@ class ModelRegistry:
     def load(self, spec: ModelSpec, device: str) -> LoadedModel:
         """Load the weights onto ``device``; blocking, so callers run it on the GPU executor."""
         path = self.require_runnable(spec)
-        return import_loader(spec.backend)(spec, path, device)
+        loader = import_loader(spec.backend)
+        if "cache_dir" in inspect.signature(loader).parameters:
+            # Loaders that convert checkpoints (e.g. to CTranslate2) keep the result beside our models.
+            return loader(spec, path, device, cache_dir=self.locator.models_dir / ".converted" / spec.slug)
+        return loader(spec, path, device)
 
     def _install_hint(self, spec: ModelSpec) -> str:
         if spec.install_hint:

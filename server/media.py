@@ -10,7 +10,7 @@ import tempfile
 import wave
 from pathlib import Path
 
-__all__ = ("image_size", "media_duration")
+__all__ = ("has_audio_track", "image_size", "media_duration")
 
 
 def image_size(data: bytes) -> tuple[int, int] | None:
@@ -27,14 +27,42 @@ def image_size(data: bytes) -> tuple[int, int] | None:
         return None
 
 
+def _open_with_av(data: bytes):
+    try:
+        import av
+    except ImportError:  # the audio extra brings PyAV; without it ffprobe answers
+        return None
+    try:
+        return av.open(io.BytesIO(data))
+    except Exception:
+        return None
+
+
+def has_audio_track(data: bytes) -> bool | None:
+    """Whether the media holds an audio stream; None when that cannot be read here."""
+    container = _open_with_av(data)
+    if container is None:
+        return None
+    with container:
+        return any(stream.type == "audio" for stream in container.streams)
+
+
 def media_duration(data: bytes, filename: str) -> float | None:
-    """Seconds of audio/video: the stdlib for WAV, ffprobe for the rest when it is installed."""
+    """Seconds of audio/video: the stdlib for WAV, PyAV or ffprobe for the rest."""
     if filename.lower().endswith(".wav"):
         try:
             with wave.open(io.BytesIO(data)) as wav:
                 return wav.getnframes() / float(wav.getframerate())
         except (wave.Error, EOFError):
             pass
+    container = _open_with_av(data)
+    if container is not None:
+        with container:
+            if container.duration:
+                return container.duration / 1_000_000
+            seconds = [float(s.duration * s.time_base) for s in container.streams if s.duration and s.time_base]
+            if seconds:
+                return max(seconds)
     if shutil.which("ffprobe") is None:
         return None
     with tempfile.NamedTemporaryFile(suffix=Path(filename).suffix) as handle:

@@ -19,7 +19,7 @@ from model_registry import ModelSpec, UnknownModel
 from server.body import FormFile, RequestBody
 from server.fields import FILE_RULES, CoercionError, coerce
 from server.forms import TaskForm
-from server.media import image_size, media_duration
+from server.media import has_audio_track, image_size, media_duration
 
 __all__ = ("Validated", "validate_task")
 
@@ -434,22 +434,57 @@ def _check_image_transform(ctx: _Context) -> None:
     _size_from_image(ctx, "image")
 
 
+def _should_probe(ctx: _Context, url_field: str, upload: str | None, seconds: float | None) -> bool:
+    if upload is not None or not ctx.values.get(url_field) or url_field in ctx.errors:
+        return False
+    if ctx.for_price:
+        return seconds is None  # a given duration prices the job without asking the site
+    # No point asking the site about media for a model that cannot run: the 422 on model comes first.
+    return ctx.engine.registry.availability(ctx.spec).runnable
+
+
+def _probe_url(ctx: _Context, url_field: str):
+    """What the site says about the media: read before the job is accepted, to price and refuse it."""
+    from engine import fetch
+
+    try:
+        info = fetch.probe(str(ctx.values[url_field]))
+    except fetch.FetchError as exc:
+        ctx.error(url_field, str(exc))
+        return None
+    if info.is_live:
+        what = "Space" if ctx.form.task == "aud2txt" else "stream"
+        ctx.error(url_field, f"This {what} is live; live media cannot be transcribed. Send it again once it has ended.")
+        return None
+    return info
+
+
 def _check_transcription(ctx: _Context, upload: str | None) -> None:
     ctx.values.setdefault("include_ts", False)
     seconds = ctx.values.get("duration_seconds")
     if upload and ctx.files.get(upload):
         item = ctx.files[upload][0]
+        if has_audio_track(item.data) is False:
+            ctx.error(upload, f"The {upload} has no audio track to transcribe.")
+            return
         measured = media_duration(item.data, item.filename)
         if measured is not None:
             seconds = measured
     if seconds is not None and seconds < 0:
         ctx.error("duration_seconds", "The duration seconds must be at least 0.")
         return
+    url_field = "video_url" if ctx.form.task == "vid2txt" else "audio_url"
+    if _should_probe(ctx, url_field, upload, seconds):
+        probed = _probe_url(ctx, url_field)
+        if probed is None:
+            return
+        if probed.duration_seconds is not None:
+            seconds = probed.duration_seconds
     limit = _num(ctx.spec.limit("max_video_duration_seconds"))
     if seconds is not None and limit and seconds > limit:
-        ctx.error(upload or "duration_seconds", f"The media may last at most {_fmt(limit / 60)} minutes.")
+        field = upload or (url_field if ctx.values.get(url_field) else "duration_seconds")
+        ctx.error(field, f"The media may last at most {_fmt(limit / 60)} minutes.")
     if ctx.for_price and seconds is None:
-        url_field = "video_url" if ctx.form.task == "vid2txt" else "audio_url"
         target = upload or url_field
         ctx.errors.pop(target, None)
         ctx.error(

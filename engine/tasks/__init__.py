@@ -45,6 +45,11 @@ PIPELINES: dict[str, str] = {
     "img2img": "engine.tasks.img2img:PIPELINE",
     "img-upscale": "engine.tasks.img_upscale:PIPELINE",
     "img-rmbg": "engine.tasks.img_rmbg:PIPELINE",
+    "txt2audio": "engine.tasks.txt2audio:PIPELINE",
+    "vid2txt": "engine.tasks.transcribe:PIPELINE",
+    "aud2txt": "engine.tasks.transcribe:PIPELINE",
+    "audiofile2txt": "engine.tasks.transcribe:PIPELINE",
+    "videofile2txt": "engine.tasks.transcribe:PIPELINE",
 }
 
 Progress = Callable[..., None]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from litestar import Request, post
 from litestar.handlers import HTTPRouteHandler
 
@@ -28,7 +30,8 @@ def task_routes(task: str) -> list[HTTPRouteHandler]:
     )
     async def submit(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
         body = await read_body(request)
-        checked = validate_task(form, body, engine, for_price=False)
+        # Validation may read media or ask a video site about a URL: off the event loop.
+        checked = await asyncio.to_thread(validate_task, form, body, engine, for_price=False)
         job = await engine.submit(
             account,
             task,
@@ -49,7 +52,7 @@ def task_routes(task: str) -> list[HTTPRouteHandler]:
     )
     async def price(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
         body = await read_body(request)
-        checked = validate_task(form, body, engine, for_price=True)
+        checked = await asyncio.to_thread(validate_task, form, body, engine, for_price=True)
         return {"data": {"price": engine.quote(checked.spec, checked.params)}}
 
     return [submit, price]

@@ -1,0 +1,33 @@
+"""Encoding audio results: the formats txt2audio and txt2music offer, at the rate the request asked."""
+
+from __future__ import annotations
+
+import io
+
+__all__ = ("CONTENT_TYPES", "encode_audio", "resample")
+
+CONTENT_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg", "mp3": "audio/mpeg"}
+_SOUNDFILE = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16"), "ogg": ("OGG", "VORBIS"), "mp3": ("MP3", "MPEG_LAYER_III")}
+
+
+def resample(samples, rate: int, target: int):
+    """Band-limited resampling (polyphase), so a requested sample rate never aliases."""
+    if rate == target:
+        return samples
+    import math
+
+    from scipy.signal import resample_poly
+
+    common = math.gcd(rate, target)
+    return resample_poly(samples, target // common, rate // common, axis=0).astype("float32")
+
+
+def encode_audio(samples, rate: int, fmt: str) -> tuple[bytes, str]:
+    """(bytes, content type); ``samples`` is float32 in -1..1, mono (N,) or (N, channels)."""
+    import numpy as np
+    import soundfile
+
+    container, subtype = _SOUNDFILE[fmt]
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.clip(samples, -1.0, 1.0), rate, format=container, subtype=subtype)
+    return buffer.getvalue(), CONTENT_TYPES[fmt]

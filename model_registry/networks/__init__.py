@@ -1,0 +1,1 @@
+"""Network definitions drylocal implements itself, keyed like the upstream checkpoints they load."""
