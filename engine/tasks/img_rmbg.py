@@ -36,7 +36,7 @@ class BackgroundRemoval:
 
         image = eight_bit(uploaded_image(inputs))
         progress(10.0)
-        mask = predict_mask(model.handle, image.convert("RGB"))
+        mask = predict_mask(model.handle, image.convert("RGB"), size=int(model.extras.get("working_size", 1024)))
         progress(90.0)
         # JPEG has no alpha channel, so the transparent PNG is the only format worth offering.
         return encode_image_result(cut_out(image, mask), {}, alt=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 from pathlib import Path
 
 from model_registry.backends import LoadedModel
@@ -22,6 +23,8 @@ def load(spec: ModelSpec, path: Path, device: str) -> LoadedModel:
     with measured_load(device) as measured:
         network = load_ben2(path).to(device=device, dtype=dtype).eval()
     memory = measured["cuda_bytes"] or module_bytes(network)
+    folder = path if path.is_dir() else path.parent
+    config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else {}
 
     def close() -> None:
         nonlocal network
@@ -34,6 +37,7 @@ def load(spec: ModelSpec, path: Path, device: str) -> LoadedModel:
         device=device,
         memory_bytes=max(memory, spec.vram_bytes),
         precision="bf16" if dtype == torch.bfloat16 else "fp32",
-        extras={"weights_path": str(path)},
+        # BEN2 was trained at 1024x1024; a checkpoint's config may name another working size.
+        extras={"weights_path": str(path), "working_size": int(config.get("working_size", 1024))},
         close=close,
     )

@@ -325,15 +325,17 @@ class _GlobalLocalAttention(nn.Module):
         pools = torch.cat([_tokens(p) for p in pools])
 
         g = _tokens(glb)
-        g = self.norm1(g + _attend(self.attention[0], g + _sine_position(h, w, c, g.device, g.dtype), pools + keys_pos, pools))
+        g_pos = _sine_position(h, w, c, g.device, g.dtype)
+        g = self.norm1(g + _attend(self.attention[0], g + g_pos, pools + keys_pos, pools))
         g = self.norm2(g + self.linear2(F.gelu(self.linear1(g))))
 
         g_quadrants = _tokens(_to_quadrants(_untokens(g, h, w)))  # (h*w/4, 4, C)
         loc = _tokens(local)  # (h*w, 4, C)
-        attended = torch.cat(
-            [_attend(self.attention[i + 1], loc[:, i : i + 1], g_quadrants[:, i : i + 1], g_quadrants[:, i : i + 1]) for i in range(4)],
-            dim=1,
-        )
+        attended = []
+        for i in range(4):  # each quadrant has its own attention weights
+            g_i = g_quadrants[:, i : i + 1]
+            attended.append(_attend(self.attention[i + 1], loc[:, i : i + 1], g_i, g_i))
+        attended = torch.cat(attended, dim=1)
         loc = self.norm1(loc + attended)
         loc = self.norm2(loc + self.linear4(F.gelu(self.linear3(loc))))
         return _untokens(torch.cat((loc, g), dim=1), h, w)
@@ -370,10 +372,11 @@ class _LocalRefinement(nn.Module):
         pools = _pooled(_to_quadrants(glb), self.pool_ratios, h, w)
         pools = torch.cat([p.flatten(2) for p in pools], dim=2).permute(2, 0, 1)  # (n, 4, C)
         loc = _tokens(local)
-        attended = torch.cat(
-            [_attend(self.attention[i], loc[:, i : i + 1], pools[:, i : i + 1], pools[:, i : i + 1]) for i in range(4)],
-            dim=1,
-        )
+        attended = []
+        for i in range(4):  # each quadrant has its own attention weights
+            p_i = pools[:, i : i + 1]
+            attended.append(_attend(self.attention[i], loc[:, i : i + 1], p_i, p_i))
+        attended = torch.cat(attended, dim=1)
         loc = self.norm1(loc + attended)
         loc = self.norm2(loc + self.linear4(F.gelu(self.linear3(loc))))
         local = _untokens(loc, h, w)
