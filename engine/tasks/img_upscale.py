@@ -81,7 +81,7 @@ class ImageUpscale:
         element_size = next(network.parameters()).element_size()
         side = tile_side(int(model.extras.get("working_bytes", 0)), element_size)
         scale = int(getattr(network, "scale", 4))
-        upscaled = Image.fromarray(upscale_array(network, np.asarray(image.convert("RGB")), side, progress))
+        upscaled = Image.fromarray(upscale_array(network, np.array(image.convert("RGB")), side, progress))
         # Alpha carries no texture worth a network pass: bicubic keeps its edges and costs nothing.
         if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
             alpha = image.convert("RGBA").getchannel("A").resize(upscaled.size, Image.Resampling.BICUBIC)
