@@ -18,6 +18,7 @@ BACKENDS: dict[str, str] = {
     "ben2": "model_registry.loaders.ben2:load",
     "faster-whisper": "model_registry.loaders.faster_whisper:load",
     "piper": "model_registry.loaders.piper:load",
+    "rapidocr": "model_registry.loaders.rapidocr:load",
 }
 
 # Backends the built-in catalog names whose loaders land with their task family.

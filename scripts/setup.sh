@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System tools the pipelines call: espeak-ng phonemizes for the Piper voice; ffmpeg (ffprobe) reads
-# media durations at validation and lets yt-dlp remux streams. (Task families add theirs here.)
-APT_PACKAGES=(sqlite3 espeak-ng ffmpeg)
+# media durations at validation and lets yt-dlp remux streams; OpenCV (RapidOCR's image code) loads
+# libGL and glib at import. (Task families add theirs here.)
+APT_PACKAGES=(sqlite3 espeak-ng ffmpeg libgl1 libglib2.0-0)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -46,6 +46,7 @@ PIPELINES: dict[str, str] = {
     "img-upscale": "engine.tasks.img_upscale:PIPELINE",
     "img-rmbg": "engine.tasks.img_rmbg:PIPELINE",
     "txt2audio": "engine.tasks.txt2audio:PIPELINE",
+    "img2txt": "engine.tasks.img2txt:PIPELINE",
     "vid2txt": "engine.tasks.transcribe:PIPELINE",
     "aud2txt": "engine.tasks.transcribe:PIPELINE",
     "audiofile2txt": "engine.tasks.transcribe:PIPELINE",

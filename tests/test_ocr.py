@@ -1,0 +1,76 @@
+"""img2txt end to end on the embedded PP-OCRv4 models: a rendered invoice is read back."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from engine.tasks.img2txt import lines_of
+
+
+def rendered(lines: list[str]) -> bytes:
+    font = ImageFont.load_default(size=32)  # Pillow's built-in font: no system fonts needed
+    image = Image.new("RGB", (640, 70 * len(lines) + 40), "white")
+    draw = ImageDraw.Draw(image)
+    for index, line in enumerate(lines):
+        draw.text((24, 24 + 70 * index), line, fill="black", font=font)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def run(api, data: dict, image: bytes) -> dict:
+    response = api.post("img2txt", files={"image": ("scan.png", image, "image/png")}, data=data)
+    assert response.status_code == 200, response.json()
+    return api.wait(response.json()["data"]["request_id"], timeout=120)
+
+
+def squash(text: str) -> str:
+    return "".join(text.split()).lower()
+
+
+def test_text_is_read_line_by_line(api):
+    status = run(api, {"model": "PP_OCRv4", "return_result_in_response": "1"}, rendered(["INVOICE 2041", "Total 318.50 USD"]))
+    assert status["status"] == "done", status
+    lines = status["result"].splitlines()
+    assert len(lines) == 2
+    assert squash(lines[0]) == "invoice2041" and squash(lines[1]) == "total318.50usd"
+
+
+def test_json_format_has_blocks_with_boxes(api):
+    status = run(api, {"model": "PP_OCRv4", "format": "json", "return_result_in_response": "1"}, rendered(["Hello drylocal"]))
+    body = json.loads(status["result"])
+    assert squash(body["text"]) == "hellodrylocal"
+    (block,) = body["blocks"]
+    left, top, right, bottom = block["box"]
+    assert 0 <= left < right and 0 <= top < bottom and 0.5 < block["confidence"] <= 1
+
+
+def test_result_url_serves_the_text(api):
+    status = run(api, {"model": "PP_OCRv4", "return_result_in_response": "0"}, rendered(["plain words"]))
+    assert status["result"] is None
+    response = api.client.get(status["result_url"].split("127.0.0.1:8000", 1)[1])
+    assert response.headers["content-type"].startswith("text/plain") and squash(response.text) == "plainwords"
+
+
+@pytest.mark.parametrize("data, image, field", [
+    ({"model": "PP_OCRv4", "format": "xml"}, rendered(["x"]), "format"),
+    ({"model": "PP_OCRv4"}, b"not an image", "image"),
+    ({"model": "PP_OCRv4"}, None, "image"),
+])
+def test_bad_ocr_requests_are_422(api, data, image, field):
+    files = {"image": ("scan.png", image, "image/png")} if image is not None else None
+    response = api.post("img2txt", files=files, data=data)
+    assert response.status_code == 422 and field in [e["field"] for e in response.json()["errors"]]
+
+
+def test_lines_are_grouped_by_vertical_overlap():
+    blocks = [
+        {"text": "world", "box": [60, 0, 100, 20]},
+        {"text": "next", "box": [0, 30, 40, 50]},
+        {"text": "hello", "box": [0, 2, 50, 22]},
+    ]
+    assert lines_of(blocks) == ["hello world", "next"]
