@@ -161,3 +161,25 @@ def test_ben2_without_weights_names_how_to_get_them(api_transforms):
     assert response.status_code == 422
     message = response.json()["errors"][0]["messages"][0]
     assert "Ben2" in message and "drylocal pull Ben2" in message
+
+
+def test_packaged_realesrgan_upscales_for_real(settings, tmp_path_factory):
+    from model_registry.embedded import provision_embedded
+
+    store = tmp_path_factory.mktemp("packaged-esrgan")
+    weights = provision_embedded(store, only=("RealESRGAN_x4plus",))["RealESRGAN_x4plus"]
+    settings.models_dir.mkdir(parents=True, exist_ok=True)
+    (settings.models_dir / "RealESRGAN_x4plus").symlink_to(weights.parent)
+    gradient = np.tile(np.linspace(0, 255, 48, dtype=np.uint8), (48, 1))
+    source = Image.fromarray(np.stack([gradient, gradient.T, np.full_like(gradient, 90)], -1), "RGB")
+    buffer = io.BytesIO()
+    source.save(buffer, "PNG")
+    with running_api(settings) as api:
+        models = {m["slug"]: m for m in api.get("models", params={"per_page": 100}).json()["data"]}
+        assert models["RealESRGAN_x4plus"]["installed"] and models["RealESRGAN_x4plus"]["available"]
+        status = run(api, "img-upscale", buffer.getvalue(), "RealESRGAN_x4plus")
+        upscaled = result_image(api, status)
+    assert upscaled.size == (192, 192)
+    # Real weights reproduce a smooth gradient closely; random ones would not come near it.
+    bicubic = source.resize((192, 192), Image.Resampling.BICUBIC)
+    assert psnr(np.asarray(upscaled), np.asarray(bicubic)) > 25
