@@ -82,10 +82,13 @@ def probe(url: str) -> MediaInfo:
         raise FetchError(f"The media at this URL could not be read: {_reason(exc)}") from exc
     if info.get("_type") == "playlist":
         raise FetchError("This URL is a playlist; send the URL of one video.")
-    duration = info.get("duration") or _container_duration(info.get("url"), info.get("http_headers") or {})
+    is_live = bool(info.get("is_live")) or info.get("live_status") in ("is_live", "is_upcoming")
+    duration = info.get("duration")
+    if not duration and not is_live:  # a live stream's container has no end to read
+        duration = _container_duration(info.get("url"), info.get("http_headers") or {})
     return MediaInfo(
         duration_seconds=float(duration) if duration else None,
-        is_live=bool(info.get("is_live")) or info.get("live_status") in ("is_live", "is_upcoming"),
+        is_live=is_live,
         title=info.get("title"),
         extractor=str(info.get("extractor_key") or info.get("extractor") or "generic"),
     )

@@ -115,7 +115,7 @@ def test_upscale_is_four_times_the_input_and_seamless(api_transforms, transform_
     network = RRDBNet(num_feat=8, num_block=1, num_grow_ch=4)
     network.load_state_dict(torch.load(transform_models["esrgan"])["params_ema"])
     with torch.inference_mode():
-        pixels = torch.from_numpy(np.asarray(Image.open(io.BytesIO(source)))).permute(2, 0, 1)[None].float() / 255
+        pixels = torch.from_numpy(np.array(Image.open(io.BytesIO(source)))).permute(2, 0, 1)[None].float() / 255
         whole = (network(pixels).clamp(0, 1) * 255).round().byte()[0].permute(1, 2, 0).numpy()
     assert psnr(np.asarray(upscaled), whole) > 45
 
