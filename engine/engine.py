@@ -141,6 +141,30 @@ class Engine:
         self._queue(job)
         return job
 
+    async def run_inline(
+        self, account: Account, task: str, spec: ModelSpec, params: dict[str, Any], uploads: list[Upload] = (), timeout: float = 600.0
+    ) -> Job:
+        """Submit a job and wait for its end: for routes that answer at once (the prompt boosters).
+
+        It is still a durable job, so it is queued, scheduled, billed and recorded like any other.
+        """
+        finished = asyncio.Event()
+        box: dict[str, str] = {}
+
+        async def watch(event: JobEvent) -> None:
+            if event.job_id == box.get("id") and event.status in TERMINAL:
+                finished.set()
+
+        unsubscribe = self.events.subscribe(watch)
+        try:
+            job = await self.submit(account, task, spec, params, uploads, return_inline=True)
+            box["id"] = job.id
+            if not self.jobs.get(job.id).finished:
+                await asyncio.wait_for(finished.wait(), timeout)
+        finally:
+            unsubscribe()
+        return self.jobs.get(job.id)
+
     def job_for(self, job_id: str, account: Account) -> Job:
         job = self.jobs.get(job_id)
         if job is None or job.account_id != account.id:

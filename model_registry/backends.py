@@ -19,6 +19,7 @@ BACKENDS: dict[str, str] = {
     "faster-whisper": "model_registry.loaders.faster_whisper:load",
     "piper": "model_registry.loaders.piper:load",
     "rapidocr": "model_registry.loaders.rapidocr:load",
+    "transformers-llm": "model_registry.loaders.transformers_llm:load",
 }
 
 # Backends the built-in catalog names whose loaders land with their task family.
@@ -31,7 +32,6 @@ PLANNED_BACKENDS = frozenset(
         "qwen3-tts",
         "ace-step",
         "transformers-vlm",
-        "transformers-llm",
     }
 )
 

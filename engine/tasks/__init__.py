@@ -36,6 +36,7 @@ TASK_INFERENCE_TYPE: dict[str, str] = {
     "audiofile2txt": "audio_file2text",
     "img-rmbg": "img-rmbg",
     "img-upscale": "img-upscale",
+    "prompt-booster": "prompt-booster",
 }
 
 # Task -> "module:attribute" of its pipeline, imported on first use.
@@ -47,6 +48,7 @@ PIPELINES: dict[str, str] = {
     "img-rmbg": "engine.tasks.img_rmbg:PIPELINE",
     "txt2audio": "engine.tasks.txt2audio:PIPELINE",
     "img2txt": "engine.tasks.img2txt:PIPELINE",
+    "prompt-booster": "engine.tasks.prompt_booster:PIPELINE",
     "vid2txt": "engine.tasks.transcribe:PIPELINE",
     "aud2txt": "engine.tasks.transcribe:PIPELINE",
     "audiofile2txt": "engine.tasks.transcribe:PIPELINE",

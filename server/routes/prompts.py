@@ -1,11 +1,14 @@
-"""Prompt enhancement: boosters and sample prompts, answered at once (not jobs).
+"""Prompt enhancement: boosters and sample prompts, answered at once.
 
-Served by the registry's local instruct model ("prompt-booster" models). Prices answer at top level,
-``{"price": ...}``, as the SDK's fixtures show.
+Served by the registry's local instruct model ("prompt-booster" models) through an inline job: it is
+scheduled by memory and recorded like every job, but the route waits for it and answers with its
+result at top level (``{"prompt", "negative_prompt"}``), as do the prices (``{"price": ...}``), as the
+SDK's fixtures show.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from litestar import Request, get, post
@@ -14,7 +17,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery
 from engine import Account, Engine
-from engine.errors import InvalidRequest
+from engine.errors import DryError, InvalidRequest
 from model_registry import ModelSpec, price_of
 from server.body import RequestBody, read_body
 from server.fields import FILE_RULES
@@ -75,7 +78,9 @@ def _raise(errors: dict[str, list[str]]) -> None:
         raise InvalidRequest(errors)
 
 
-async def _booster(request: Request, engine: Engine, *, negative: bool, image: str, for_price: bool) -> dict:
+async def _booster(
+    request: Request, engine: Engine, account: Account, path: str, *, negative: bool, image: str, for_price: bool
+) -> dict:
     body = await read_body(request)
     errors: dict[str, list[str]] = {}
     values = _check_prompt(body, errors, negative=negative)
@@ -88,8 +93,19 @@ async def _booster(request: Request, engine: Engine, *, negative: bool, image: s
     spec = _booster_spec(engine)
     if for_price:
         return {"price": price_of(spec, values)}
+    if isinstance(lang, str) and lang:
+        values["lang_code"] = lang
+    return await _run_booster(engine, account, spec, {"booster": path, **values})
+
+
+async def _run_booster(engine: Engine, account: Account, spec: ModelSpec, params: dict[str, Any]) -> dict:
     availability = engine.registry.availability(spec)
-    raise InvalidRequest({"model": [availability.reason]}, availability.reason)
+    if not availability.runnable:
+        raise InvalidRequest({"model": [availability.reason]}, availability.reason)
+    job = await engine.run_inline(account, "prompt-booster", spec, params)
+    if job.status != "done" or job.result is None:
+        raise DryError(f"The prompt booster failed: {job.error_message or 'no answer'}")
+    return json.loads(job.result)
 
 
 def _booster_routes(path: str, *, negative: bool, image: str) -> list[HTTPRouteHandler]:
@@ -97,11 +113,11 @@ def _booster_routes(path: str, *, negative: bool, image: str) -> list[HTTPRouteH
 
     @post(f"/{path}", status_code=200, operation_id=name, summary=f"Enhance a prompt ({path})")
     async def enhance(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
-        return await _booster(request, engine, negative=negative, image=image, for_price=False)
+        return await _booster(request, engine, account, path, negative=negative, image=image, for_price=False)
 
     @post(f"/{path}/price-calculation", status_code=200, operation_id=f"{name}_price")
     async def price(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
-        return await _booster(request, engine, negative=negative, image=image, for_price=True)
+        return await _booster(request, engine, account, path, negative=negative, image=image, for_price=True)
 
     return [enhance, price]
 
@@ -126,9 +142,10 @@ def _check_samples(request: Request) -> dict[str, Any]:
 
 @get("/prompts/samples", operation_id="prompt_samples")
 async def prompt_samples(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
-    _check_samples(request)
-    availability = engine.registry.availability(_booster_spec(engine))
-    raise InvalidRequest({"model": [availability.reason]}, availability.reason)
+    values = _check_samples(request)
+    params = {"booster": "prompts/samples", **{k: v for k, v in values.items() if v}}
+    answer = await _run_booster(engine, account, _booster_spec(engine), params)
+    return {"success": True, "data": answer}
 
 
 @get("/prompts/samples/price-calculation", operation_id="prompt_samples_price")
