@@ -34,10 +34,13 @@ PARAGRAPH = (
 
 
 def speech_file(target: Path, repeats: int) -> Path:
-    from tests.media_files import piper_speech, wav_bytes
-
-    samples, rate = piper_speech(PARAGRAPH * repeats)
-    target.write_bytes(wav_bytes(samples, rate))
+    # In a child process: onnxruntime's idle threads would otherwise keep spinning in the process
+    # that then times faster-whisper, and slow it down.
+    code = (
+        "import sys; from pathlib import Path; from tests.media_files import piper_speech, wav_bytes; "
+        "s, r = piper_speech(sys.argv[1]); Path(sys.argv[2]).write_bytes(wav_bytes(s, r))"
+    )
+    subprocess.run([sys.executable, "-c", code, PARAGRAPH * repeats, str(target)], cwd=ROOT, check=True)
     return target
 
 
