@@ -47,6 +47,7 @@ PIPELINES: dict[str, str] = {
     "img-upscale": "engine.tasks.img_upscale:PIPELINE",
     "img-rmbg": "engine.tasks.img_rmbg:PIPELINE",
     "txt2audio": "engine.tasks.txt2audio:PIPELINE",
+    "txt2music": "engine.tasks.txt2music:PIPELINE",
     "img2txt": "engine.tasks.img2txt:PIPELINE",
     "prompt-booster": "engine.tasks.prompt_booster:PIPELINE",
     "vid2txt": "engine.tasks.transcribe:PIPELINE",

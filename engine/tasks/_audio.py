@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-__all__ = ("CONTENT_TYPES", "encode_audio", "resample")
+__all__ = ("CONTENT_TYPES", "decode_audio_file", "encode_audio", "resample")
 
 CONTENT_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg", "mp3": "audio/mpeg"}
 _SOUNDFILE = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16"), "ogg": ("OGG", "VORBIS"), "mp3": ("MP3", "MPEG_LAYER_III")}
@@ -31,3 +31,23 @@ def encode_audio(samples, rate: int, fmt: str) -> tuple[bytes, str]:
     buffer = io.BytesIO()
     soundfile.write(buffer, np.clip(samples, -1.0, 1.0), rate, format=container, subtype=subtype)
     return buffer.getvalue(), CONTENT_TYPES[fmt]
+
+
+def decode_audio_file(path, rate: int, channels: int):
+    """Any audio PyAV (FFmpeg) reads, as float32 of shape (channels, samples) at ``rate``."""
+    import av
+    import numpy as np
+
+    layout = "mono" if channels == 1 else "stereo"
+    resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+    pieces = []
+    with av.open(str(path)) as container:
+        stream = next((s for s in container.streams if s.type == "audio"), None)
+        if stream is None:
+            raise ValueError("The file has no audio track.")
+        for frame in container.decode(stream):
+            pieces += [f.to_ndarray() for f in resampler.resample(frame)]
+        pieces += [f.to_ndarray() for f in resampler.resample(None)]
+    if not pieces:
+        raise ValueError("The audio file is empty.")
+    return np.concatenate(pieces, axis=1).astype(np.float32)
