@@ -20,6 +20,8 @@ BACKENDS: dict[str, str] = {
     "piper": "model_registry.loaders.piper:load",
     "rapidocr": "model_registry.loaders.rapidocr:load",
     "transformers-llm": "model_registry.loaders.transformers_llm:load",
+    # ACE-Step v1.5 is a diffusers pipeline (AceStepPipeline); the diffusers loader serves it.
+    "ace-step": "model_registry.loaders.diffusers:load",
 }
 
 # Backends the built-in catalog names whose loaders land with their task family.
@@ -30,7 +32,6 @@ PLANNED_BACKENDS = frozenset(
         "kokoro",
         "chatterbox",
         "qwen3-tts",
-        "ace-step",
         "transformers-vlm",
     }
 )
