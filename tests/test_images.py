@@ -22,29 +22,15 @@ FAMILIES = {
     # slug: (builder, inference types, features, extra limits)
     "TinyFlux": (flux_checkpoint.build_tiny_flux, ["txt2img"], {"supports_guidance": False, "supports_negative_prompt": False}, {}),
 }
-if image_checkpoints is not None:
-    FAMILIES.update(
-        {
-            "TinyKlein": (
-                image_checkpoints.build_tiny_flux2_klein,
-                ["txt2img", "img2img"],
-                {"supports_guidance": False, "supports_negative_prompt": False},
-                {"max_input_images": 3},
-            ),
-            "TinyZImage": (
-                image_checkpoints.build_tiny_zimage,
-                ["txt2img"],
-                {"supports_guidance": True, "supports_negative_prompt": True},
-                {},
-            ),
-            "TinyQwenEdit": (
-                image_checkpoints.build_tiny_qwen_image_edit_plus,
-                ["img2img"],
-                {"supports_guidance": True, "supports_negative_prompt": True},
-                {"max_input_images": 1},
-            ),
-        }
-    )
+_MORE_FAMILIES = {
+    # slug: (builder name, inference types, features, extra limits)
+    "TinyKlein": ("build_tiny_flux2_klein", ["txt2img", "img2img"], {"supports_guidance": False, "supports_negative_prompt": False}, {"max_input_images": 3}),
+    "TinyZImage": ("build_tiny_zimage", ["txt2img"], {"supports_guidance": True, "supports_negative_prompt": True}, {}),
+    "TinyQwenEdit": ("build_tiny_qwen_image_edit_plus", ["img2img"], {"supports_guidance": True, "supports_negative_prompt": True}, {"max_input_images": 1}),
+}
+for _slug, (_builder, *_rest) in _MORE_FAMILIES.items():
+    if hasattr(image_checkpoints, _builder):
+        FAMILIES[_slug] = (getattr(image_checkpoints, _builder), *_rest)
 TXT2IMG = [slug for slug, family in FAMILIES.items() if "txt2img" in family[1]]
 IMG2IMG = [slug for slug, family in FAMILIES.items() if "img2img" in family[1]]
 
