@@ -18,6 +18,7 @@ BACKENDS: dict[str, str] = {
     "ben2": "model_registry.loaders.ben2:load",
     "faster-whisper": "model_registry.loaders.faster_whisper:load",
     "piper": "model_registry.loaders.piper:load",
+    "kokoro": "model_registry.loaders.kokoro:load",
     "rapidocr": "model_registry.loaders.rapidocr:load",
     "transformers-llm": "model_registry.loaders.transformers_llm:load",
     # ACE-Step v1.5 is a diffusers pipeline (AceStepPipeline); the diffusers loader serves it.
@@ -29,7 +30,6 @@ PLANNED_BACKENDS = frozenset(
     {
         "diffusers-ltx",
         "diffusers-ltx2",
-        "kokoro",
         "chatterbox",
         "qwen3-tts",
         "transformers-vlm",

@@ -67,11 +67,11 @@ def test_missing_weights_name_the_model_and_how_to_install(tmp_path):
 
 
 def test_weights_found_in_the_drylocal_models_folder(tmp_path):
-    folder = tmp_path / "models" / "Kokoro"
+    folder = tmp_path / "models" / "Chatterbox"
     folder.mkdir(parents=True)
     (folder / "config.json").write_text("{}")
     reg = registry(tmp_path)
-    availability = reg.availability(reg.get("Kokoro"))
+    availability = reg.availability(reg.get("Chatterbox"))
     assert availability.installed and availability.path == folder
     assert not availability.runnable and "backend" in availability.reason
 
