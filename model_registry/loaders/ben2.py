@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import json
 from pathlib import Path
 
@@ -26,11 +25,6 @@ def load(spec: ModelSpec, path: Path, device: str) -> LoadedModel:
     folder = path if path.is_dir() else path.parent
     config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else {}
 
-    def close() -> None:
-        nonlocal network
-        network = None
-        gc.collect()
-
     return LoadedModel(
         spec=spec,
         handle=network,
@@ -39,5 +33,4 @@ def load(spec: ModelSpec, path: Path, device: str) -> LoadedModel:
         precision="bf16" if dtype == torch.bfloat16 else "fp32",
         # BEN2 was trained at 1024x1024; a checkpoint's config may name another working size.
         extras={"weights_path": str(path), "working_size": int(config.get("working_size", 1024))},
-        close=close,
     )

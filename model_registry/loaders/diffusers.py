@@ -7,7 +7,6 @@ runs in bf16. On the CPU everything is float32: bitsandbytes and bf16 kernels do
 
 from __future__ import annotations
 
-import gc
 from pathlib import Path
 
 from model_registry.backends import LoadedModel
@@ -64,11 +63,6 @@ def load(spec: ModelSpec, path: Path, device: str) -> LoadedModel:
     pipe.set_progress_bar_config(disable=True)
     memory = measured["cuda_bytes"] or pipeline_memory(pipe)
 
-    def close() -> None:
-        nonlocal pipe
-        pipe = None
-        gc.collect()
-
     return LoadedModel(
         spec=spec,
         handle=pipe,
@@ -76,5 +70,4 @@ def load(spec: ModelSpec, path: Path, device: str) -> LoadedModel:
         memory_bytes=memory,
         precision=precision,
         extras={"pipeline_class": type(pipe).__name__, "weights_path": str(path)},
-        close=close,
     )

@@ -6,7 +6,6 @@ faster-whisper loads; ``convert_to_ctranslate2`` makes one from a transformers W
 
 from __future__ import annotations
 
-import gc
 import os
 from pathlib import Path
 
@@ -84,11 +83,6 @@ def load(spec: ModelSpec, path: Path, device: str, cache_dir: Path | None = None
     else:
         memory = _folder_bytes(path)  # an upper bound: int8 takes at most what the stored weights do
 
-    def close() -> None:
-        nonlocal model
-        model = None
-        gc.collect()
-
     return LoadedModel(
         spec=spec,
         handle=model,
@@ -96,7 +90,6 @@ def load(spec: ModelSpec, path: Path, device: str, cache_dir: Path | None = None
         memory_bytes=max(memory, 1),
         precision=kind,
         extras={"multilingual": bool(model.model.is_multilingual), "weights_path": str(path)},
-        close=close,
     )
 
 

@@ -7,7 +7,6 @@ reserve the weights leave free: a large input takes more tiles, never more memor
 
 from __future__ import annotations
 
-import gc
 from pathlib import Path
 
 from model_registry.backends import LoadedModel
@@ -29,11 +28,6 @@ def load(spec: ModelSpec, path: Path, device: str) -> LoadedModel:
     weights = measured["cuda_bytes"] or module_bytes(network)
     reserve = max(weights, spec.vram_bytes)
 
-    def close() -> None:
-        nonlocal network
-        network = None
-        gc.collect()
-
     return LoadedModel(
         spec=spec,
         handle=network,
@@ -41,5 +35,4 @@ def load(spec: ModelSpec, path: Path, device: str) -> LoadedModel:
         memory_bytes=reserve,
         precision="fp16" if dtype == torch.float16 else "bf16" if dtype == torch.bfloat16 else "fp32",
         extras={"working_bytes": reserve - weights, "scale": network.scale, "weights_path": str(path)},
-        close=close,
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from pathlib import Path
 
 from model_registry.backends import LoadedModel
@@ -27,11 +26,6 @@ def load(spec: ModelSpec, path: Path, device: str) -> LoadedModel:
         model.eval()
     memory = measured["cuda_bytes"] or module_bytes(model)
 
-    def close() -> None:
-        nonlocal model
-        model = None
-        gc.collect()
-
     return LoadedModel(
         spec=spec,
         handle=(model, tokenizer),
@@ -39,5 +33,4 @@ def load(spec: ModelSpec, path: Path, device: str) -> LoadedModel:
         memory_bytes=memory,
         precision=precision,
         extras={"weights_path": str(path)},
-        close=close,
     )
