@@ -23,12 +23,13 @@ BACKENDS: dict[str, str] = {
     "transformers-llm": "model_registry.loaders.transformers_llm:load",
     # ACE-Step v1.5 is a diffusers pipeline (AceStepPipeline); the diffusers loader serves it.
     "ace-step": "model_registry.loaders.diffusers:load",
+    # LTX-Video in the diffusers layout; its condition pipeline is built from the same components.
+    "diffusers-ltx": "model_registry.loaders.diffusers:load",
 }
 
 # Backends the built-in catalog names whose loaders land with their task family.
 PLANNED_BACKENDS = frozenset(
     {
-        "diffusers-ltx",
         "diffusers-ltx2",
         "chatterbox",
         "qwen3-tts",

@@ -44,6 +44,8 @@ PIPELINES: dict[str, str] = {
     "txt2embedding": "engine.tasks.txt2embedding:PIPELINE",
     "txt2img": "engine.tasks.txt2img:PIPELINE",
     "img2img": "engine.tasks.img2img:PIPELINE",
+    "txt2video": "engine.tasks.video:PIPELINE",
+    "img2video": "engine.tasks.video:PIPELINE",
     "img-upscale": "engine.tasks.img_upscale:PIPELINE",
     "img-rmbg": "engine.tasks.img_rmbg:PIPELINE",
     "txt2audio": "engine.tasks.txt2audio:PIPELINE",

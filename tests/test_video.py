@@ -1,0 +1,122 @@
+"""txt2video and img2video end to end on a tiny random-weight LTX-Video pipeline."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import av
+import pytest
+from PIL import Image
+
+from tests.conftest import eventually, running_api
+from tests.video_checkpoint import build_tiny_ltx
+
+
+@pytest.fixture(scope="session")
+def tiny_ltx(tmp_path_factory) -> Path:
+    return build_tiny_ltx(tmp_path_factory.mktemp("tiny-ltx") / "ltx")
+
+
+@pytest.fixture
+def api_video(settings, tiny_ltx):
+    settings.home.mkdir(parents=True, exist_ok=True)
+    settings.config_file.write_text(
+        f"""
+[[models]]
+slug = "TinyLtx"
+name = "TinyLtx"
+inference_types = ["txt2video", "img2video"]
+backend = "diffusers-ltx"
+vram_bytes = 10_000_000
+source = {{ path = "{tiny_ltx}" }}
+price = {{ formula = "video_seconds", rates = {{ per_second_256 = 0.0008685, reference_steps = 1 }} }}
+[models.info.limits]
+min_width = 32
+max_width = 128
+min_height = 32
+max_height = 128
+resolution_step = 32
+min_steps = 1
+max_steps = 8
+min_frames = 5
+max_frames = 24
+min_fps = 24
+max_fps = 24
+[models.info.features]
+supports_guidance = false
+supports_negative_prompt = true
+supports_steps = true
+supports_last_frame = true
+[models.info.defaults]
+fps = 24
+steps = 2
+"""
+    )
+    with running_api(settings) as api:
+        yield api
+
+
+def png(color, size=(64, 32)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def video_facts(data: bytes) -> tuple[str, int, int, int]:
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(stream))
+        return stream.codec_context.name, stream.width, stream.height, frames
+
+
+def fetch(api, url: str) -> bytes:
+    return api.client.get(url.split("127.0.0.1:8000", 1)[1]).content
+
+
+def finished(api, response) -> dict:
+    assert response.status_code == 200, response.json()
+    status = api.wait(response.json()["data"]["request_id"], timeout=120)
+    assert status["status"] == "done", status
+    return status
+
+
+def test_txt2video_is_an_h264_mp4_with_the_requested_frames_and_size(api_video):
+    events = []
+
+    async def record(event):
+        events.append(event)
+
+    api_video.engine.events.subscribe(record)
+    body = {"prompt": "waves", "model": "TinyLtx", "width": 64, "height": 32, "frames": 12, "fps": 24, "steps": 2, "seed": 4}
+    status = finished(api_video, api_video.post("txt2video", json=body))
+    assert video_facts(fetch(api_video, status["result_url"])) == ("h264", 64, 32, 12)
+    eventually(lambda: any(e.status == "done" for e in events))
+    assert [e.progress for e in events if e.status == "in_progress"] == [49.5, 99.0]
+    assert any(e.preview for e in events)
+
+
+def test_same_seed_same_video(api_video):
+    body = {"prompt": "waves", "model": "TinyLtx", "width": 32, "height": 32, "frames": 9, "fps": 24, "steps": 1, "seed": 8}
+    first = fetch(api_video, finished(api_video, api_video.post("txt2video", json=body))["result_url"])
+    again = fetch(api_video, finished(api_video, api_video.post("txt2video", json=body))["result_url"])
+    assert first == again
+
+
+def test_img2video_with_first_and_last_frames(api_video):
+    data = {"prompt": "red to blue", "model": "TinyLtx", "width": "64", "height": "32", "frames": "9", "fps": "24", "seed": "2"}
+    files = {"first_frame_image": ("a.png", png((255, 0, 0)), "image/png"), "last_frame_image": ("b.png", png((0, 0, 255)), "image/png")}
+    status = finished(api_video, api_video.post("img2video", data=data, files=files))
+    assert video_facts(fetch(api_video, status["result_url"]))[1:] == (64, 32, 9)
+
+
+@pytest.mark.parametrize("extra, field", [({"frames": 200}, "frames"), ({"fps": 30}, "fps"), ({"width": 1000}, "width")])
+def test_bad_video_requests_are_422(api_video, extra, field):
+    body = {"prompt": "waves", "model": "TinyLtx", "width": 64, "height": 32, "frames": 9, "fps": 24, "steps": 2, "seed": 4, **extra}
+    response = api_video.post("txt2video", json=body)
+    assert response.status_code == 422 and field in [e["field"] for e in response.json()["errors"]]
+
+
+def test_img2video_needs_a_first_frame(api_video):
+    response = api_video.post("img2video", data={"prompt": "x y z", "model": "TinyLtx", "width": "64", "height": "32", "frames": "9", "fps": "24", "seed": "1"})
+    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "first_frame_image"
