@@ -25,6 +25,7 @@ BACKENDS: dict[str, str] = {
     "ace-step": "model_registry.loaders.diffusers:load",
     # LTX-Video in the diffusers layout; its condition pipeline is built from the same components.
     "diffusers-ltx": "model_registry.loaders.diffusers:load",
+    "transformers-vlm": "model_registry.loaders.transformers_vlm:load",
 }
 
 # Backends the built-in catalog names whose loaders land with their task family.
@@ -33,7 +34,6 @@ PLANNED_BACKENDS = frozenset(
         "diffusers-ltx2",
         "chatterbox",
         "qwen3-tts",
-        "transformers-vlm",
     }
 )
 

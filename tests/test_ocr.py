@@ -74,3 +74,56 @@ def test_lines_are_grouped_by_vertical_overlap():
         {"text": "hello", "box": [0, 2, 50, 22]},
     ]
     assert lines_of(blocks) == ["hello world", "next"]
+
+
+# ---------------------------------------------------------------- a vision-language OCR model
+@pytest.fixture(scope="session")
+def tiny_vlm(tmp_path_factory):
+    from tests.vlm_checkpoint import build_tiny_qwen25_vl
+
+    return build_tiny_qwen25_vl(tmp_path_factory.mktemp("tiny-vlm") / "vlm")
+
+
+@pytest.fixture
+def api_vlm(settings, tiny_vlm):
+    from tests.conftest import running_api
+
+    settings.home.mkdir(parents=True, exist_ok=True)
+    settings.config_file.write_text(
+        f"""
+[[models]]
+slug = "TinyNanonets"
+name = "TinyNanonets"
+inference_types = ["img2txt"]
+backend = "transformers-vlm"
+vram_bytes = 10_000_000
+source = {{ path = "{tiny_vlm}" }}
+price = {{ formula = "ocr_characters", rates = {{ per_1k_chars_1024 = 0.00928 }} }}
+[models.info.limits]
+min_width = 32
+max_width = 4096
+min_height = 32
+max_height = 4096
+[models.info.defaults]
+format = "text"
+max_new_tokens = 12
+"""
+    )
+    with running_api(settings) as api:
+        yield api
+
+
+def test_vision_language_model_reads_through_the_same_route(api_vlm):
+    status = run(api_vlm, {"model": "TinyNanonets", "format": "json", "return_result_in_response": "1"}, rendered(["Hello"]))
+    assert status["status"] == "done", status
+    body = json.loads(status["result"])
+    # Random weights write random tokens, but within the budget and as one block per line.
+    assert isinstance(body["text"], str) and all(set(block) == {"text"} for block in body["blocks"])
+    job = api_vlm.engine.jobs.get(status["result_url"].split("/results/", 1)[1].split("/", 1)[0])
+    assert job.meta["characters"] == len(body["text"])
+
+
+def test_nanonets_without_weights_names_how_to_get_them(api):
+    response = api.post("img2txt", files={"image": ("scan.png", rendered(["x"]), "image/png")}, data={"model": "Nanonets_Ocr_S_F16"})
+    assert response.status_code == 422
+    assert "drylocal pull Nanonets_Ocr_S_F16" in response.json()["errors"][0]["messages"][0]
