@@ -39,6 +39,21 @@ def _options(spec: ModelSpec, device: str) -> tuple[dict, str]:
     return options, spec.quantization if spec.quantization in ("nf4", "int8", "fp16") else "bf16"
 
 
+def _processor_override(path: Path) -> dict:
+    """Qwen-Image-Edit's Qwen2-VL processor needs torchvision; without it, load the image-only one."""
+    import json
+
+    index = json.loads((path / "model_index.json").read_text()) if (path / "model_index.json").is_file() else {}
+    entry = index.get("processor") or [None, None]
+    if not (entry[1] or "").startswith("Qwen2") or not (path / "processor").is_dir():
+        return {}
+    from model_registry.loaders._qwen_vl import ImageTextProcessor, needs_torchvision_free_processor
+
+    if not needs_torchvision_free_processor():
+        return {}
+    return {"processor": ImageTextProcessor.from_pretrained(path / "processor")}
+
+
 def pipeline_memory(pipe) -> int:
     import torch
 
@@ -51,6 +66,7 @@ def load(spec: ModelSpec, path: Path, device: str) -> LoadedModel:
 
     diffusers_logging.disable_progress_bar()
     options, precision = _options(spec, device)
+    options.update(_processor_override(path))
     with measured_load(device) as measured:
         pipe = DiffusionPipeline.from_pretrained(str(path), local_files_only=True, **options)
         if spec.quantization == "fp8" and device.startswith("cuda") and hasattr(pipe, "transformer"):

@@ -1,8 +1,6 @@
 """Vision-language OCR models of the Qwen2.5-VL family (Nanonets-OCR-s) through transformers.
 
-transformers' Qwen2-VL *processor* needs torchvision for its video half, and no torchvision matches
-every torch drylocal runs on; OCR needs only images, so this loader pairs the model with the
-PIL-based image processor and the tokenizer, and expands the image placeholder itself.
+transformers' Qwen2-VL processor needs torchvision; the image-only one in _qwen_vl serves instead.
 """
 
 from __future__ import annotations
@@ -24,51 +22,38 @@ MAX_NEW_TOKENS = 4096
 
 
 class VlmReader:
-    """``read(image)`` -> one block: the model's transcription of the page."""
+    """``read(image)`` -> the model's transcription of the page, one block a line."""
 
-    def __init__(self, model, tokenizer, image_processor, max_new_tokens: int = MAX_NEW_TOKENS) -> None:
-        self.model, self.tokenizer, self.image_processor = model, tokenizer, image_processor
+    def __init__(self, model, processor, max_new_tokens: int = MAX_NEW_TOKENS) -> None:
+        self.model, self.processor = model, processor
         self.max_new_tokens = max_new_tokens
 
-    def prompt_inputs(self, image, language: str | None):
+    def read(self, image, language: str | None = None) -> list[dict]:
         import torch
 
-        pixels = self.image_processor(images=[image.convert("RGB")], return_tensors="pt")
-        grid = pixels["image_grid_thw"]
-        merge = int(getattr(self.image_processor, "merge_size", 2))
-        placeholders = int(grid[0].prod()) // (merge * merge)
         instruction = INSTRUCTION + (f" The document is in {language}." if language else "")
         text = (
             "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
-            f"<|vision_start|>{'<|image_pad|>' * placeholders}<|vision_end|>{instruction}<|im_end|>\n"
-            "<|im_start|>assistant\n"
+            f"<|vision_start|><|image_pad|><|vision_end|>{instruction}<|im_end|>\n<|im_start|>assistant\n"
         )
-        ids = self.tokenizer(text, return_tensors="pt")
-        device = self.model.device
-        return {
-            "input_ids": ids["input_ids"].to(device),
-            "attention_mask": ids["attention_mask"].to(device),
-            "pixel_values": pixels["pixel_values"].to(device, dtype=self.model.dtype),
-            "image_grid_thw": grid.to(device),
-        }, torch
-
-    def read(self, image, language: str | None = None) -> list[dict]:
-        inputs, torch = self.prompt_inputs(image, language)
+        inputs = self.processor(text=[text], images=[image]).to(self.model.device)
+        inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
         with torch.inference_mode():
             output = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
-        text = self.tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
-        return [{"text": line} for line in text.strip().splitlines()]
+        answer = self.processor.tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        return [{"text": line} for line in answer.strip().splitlines()]
 
 
 def load(spec: ModelSpec, path: Path, device: str) -> LoadedModel:
-    from transformers import AutoModelForImageTextToText, AutoTokenizer, Qwen2VLImageProcessor
+    from transformers import AutoModelForImageTextToText
     from transformers.utils import logging as hf_logging
+
+    from model_registry.loaders._qwen_vl import ImageTextProcessor
 
     hf_logging.disable_progress_bar()
     kwargs, precision = _model_kwargs(spec, device)
     with measured_load(device) as measured:
-        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        image_processor = Qwen2VLImageProcessor.from_pretrained(str(path), local_files_only=True)
+        processor = ImageTextProcessor.from_pretrained(path)
         model = AutoModelForImageTextToText.from_pretrained(str(path), local_files_only=True, **kwargs)
         if "quantization_config" not in kwargs:
             model.to(device)
@@ -77,7 +62,7 @@ def load(spec: ModelSpec, path: Path, device: str) -> LoadedModel:
     limit = int(spec.info.defaults.get("max_new_tokens", MAX_NEW_TOKENS))
     return LoadedModel(
         spec=spec,
-        handle=VlmReader(model, tokenizer, image_processor, limit),
+        handle=VlmReader(model, processor, limit),
         device=device,
         memory_bytes=memory,
         precision=precision,
