@@ -13,7 +13,7 @@ from litestar.openapi import OpenAPIConfig
 from engine import Engine, Settings
 from server.auth import provide_account, provide_engine
 from server.errors import exception_handlers
-from server.routes import analysis, generation, prompts, results, transformation, utilities
+from server.routes import analysis, generation, openai, prompts, results, transformation, utilities
 
 __all__ = ("create_app",)
 
@@ -47,7 +47,7 @@ def create_app(settings: Settings, **engine_options: Any) -> Litestar:
         dependencies={"account": Provide(provide_account, sync_to_thread=False)},
     )
     return Litestar(
-        route_handlers=[client, *results.ROUTES, health],
+        route_handlers=[client, openai.ROUTER, *results.ROUTES, health],
         dependencies={"engine": Provide(provide_engine, sync_to_thread=False)},
         lifespan=[open_engine],
         exception_handlers=exception_handlers,
