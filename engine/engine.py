@@ -24,6 +24,7 @@ from engine.events import EventBus, JobEvent
 from engine.jobs import TERMINAL, Job, JobStore
 from engine.results import ResultSigner, ResultStore
 from engine.settings import Settings
+from engine.webhooks import WebhookOutbox
 from engine.worker import GpuWorker
 from model_registry import LoadedModel, ModelRegistry, ModelSpec, TokenCounter, WeightsLocator, price_of
 
@@ -62,6 +63,13 @@ class Engine:
         self.events = EventBus()
         self.tokens = TokenCounter()
         self.worker = GpuWorker(registry, self.jobs, self.results, self.events, budget, settings, load_fn)
+        self.webhooks = WebhookOutbox(
+            db,
+            lambda account_id: self.accounts.get_account(account_id).webhook_secret,
+            self.result_url,
+            delays=settings.webhook_retry_delays,
+            allow_http_loopback=settings.webhook_allow_http_loopback,
+        )
         self._download_slots = asyncio.Semaphore(settings.max_downloads)
         self._downloads: set[asyncio.Task] = set()
 
@@ -81,14 +89,17 @@ class Engine:
         engine = cls(settings, registry, db, budget or probe_device(settings), load_fn)
         engine.events.bind(asyncio.get_running_loop())
         engine.events.subscribe(engine._clean_inputs)
+        engine.events.subscribe(engine._record_webhook)
         engine.recover()
         engine.worker.start()
+        engine.webhooks.start()
         try:
             yield engine
         finally:
             for task in list(engine._downloads):
                 task.cancel()
             await asyncio.gather(*engine._downloads, return_exceptions=True)
+            await engine.webhooks.stop()
             await engine.worker.stop()
             db.close()
 
@@ -231,6 +242,9 @@ class Engine:
             else:
                 saved[upload.field] = str(path)
         return saved
+
+    async def _record_webhook(self, event: JobEvent) -> None:
+        await self.webhooks.on_event(event, self.jobs.get(event.job_id))
 
     async def _clean_inputs(self, event: JobEvent) -> None:
         if event.status in TERMINAL:

@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     """A job whose model is resident may overtake one that needs a swap, until that one waited this long."""
     max_batch_inputs: int = 256
     """Most texts one micro-batch of embedding jobs may hold."""
+    webhook_allow_http_loopback: bool = True
+    """Plain-http webhooks to this machine (local receivers); every other webhook must be https."""
+    webhook_retry_delays: tuple[float, ...] = (0, 60, 120, 300, 600, 1800, 3600, 10800, 21600, 43200)
+    """Seconds before each delivery attempt (the documented schedule)."""
     max_downloads: int = 2
     """URL media (vid2txt, aud2txt) downloaded at the same time, beside the GPU's queue."""
     max_attempts: int = 2
