@@ -130,6 +130,10 @@ class AccountStore:
         )
 
     # ---------------------------------------------------------------- ledger
+    def set_webhook_url(self, account_id: str, url: str | None) -> None:
+        """The account's default webhook, used by jobs that name none."""
+        self.db.execute("UPDATE accounts SET webhook_url = ? WHERE id = ?", (url or None, account_id))
+
     def balance(self, account_id: str) -> float:
         row = self.db.query_one("SELECT COALESCE(SUM(amount), 0) AS b FROM ledger WHERE account_id = ?", (account_id,))
         return round(float(row["b"]), 6)

@@ -71,12 +71,25 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_account(args: argparse.Namespace) -> int:
-    store = _store(Settings.load())
+    settings = Settings.load()
+    store = _store(settings)
     account = store.find_account(args.name)
     if account is None:
         print(f"no account named {args.name}", file=sys.stderr)
         return 1
+    if args.webhook_url is not None:
+        from engine.webhooks import WebhookRefused, check_webhook_url
+
+        if args.webhook_url:
+            try:
+                check_webhook_url(args.webhook_url, settings.webhook_allow_http_loopback)
+            except WebhookRefused as exc:
+                print(str(exc), file=sys.stderr)
+                return 1
+        store.set_webhook_url(account.id, args.webhook_url)
+        account = store.find_account(args.name)
     print(f"name\t{account.name}\nclient_id\t{account.client_id}\ntier\t{account.tier}\nbalance\t{store.balance(account.id)}")
+    print(f"webhook_url\t{account.webhook_url or ''}\nwebhook_secret\t{account.webhook_secret}")
     return 0
 
 
@@ -134,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     account = commands.add_parser("account", help="show an account's client id, tier and balance")
     account.add_argument("name", nargs="?", default="owner")
+    account.add_argument("--webhook-url", help="set the account's default webhook ('' clears it)")
     account.set_defaults(func=cmd_account)
 
     models = commands.add_parser("models", help="list the model catalog and what is installed")

@@ -86,3 +86,13 @@ def test_pull_names_what_failed(home, capsys):
         main(["pull"])
     assert main(["pull", "NoSuchModel"]) == 1
     assert "NoSuchModel: could not pull" in capsys.readouterr().err
+
+
+def test_account_shows_the_webhook_secret_and_sets_a_default_webhook(home, capsys):
+    main(["keys", "create", "hooks"])
+    capsys.readouterr()
+    assert main(["account", "hooks", "--webhook-url", "http://127.0.0.1:9/hook"]) == 0
+    out = capsys.readouterr().out
+    assert "webhook_url\thttp://127.0.0.1:9/hook" in out and re.search(r"webhook_secret\t\S{16,}", out)
+    assert main(["account", "hooks", "--webhook-url", "http://10.0.0.5/hook"]) == 1
+    assert "https" in capsys.readouterr().err
