@@ -66,8 +66,10 @@ def test_speech_and_transcription_round_trip(settings, tmp_path_factory):
 
 def test_image_generation(settings, tmp_path_factory):
     from tests.flux_checkpoint import build_tiny_flux
+    from tests.image_checkpoints import build_tiny_flux2_klein
 
-    path = build_tiny_flux(tmp_path_factory.mktemp("openai-flux") / "flux")
+    root = tmp_path_factory.mktemp("openai-images")
+    path, klein = build_tiny_flux(root / "flux"), build_tiny_flux2_klein(root / "klein")
     settings.home.mkdir(parents=True, exist_ok=True)
     settings.config_file.write_text(
         f"""
@@ -89,6 +91,28 @@ resolution_step = 16
 supports_guidance = false
 [models.info.defaults]
 steps = 2
+
+[[models]]
+slug = "TinyKlein"
+name = "TinyKlein"
+inference_types = ["img2img"]
+backend = "diffusers"
+vram_bytes = 10_000_000
+source = {{ path = "{klein}" }}
+price = {{ formula = "image_steps", rates = {{ per_step_512 = 0.00034 }} }}
+[models.info.limits]
+min_width = 32
+max_width = 256
+min_height = 32
+max_height = 256
+resolution_step = 16
+min_steps = 1
+max_steps = 4
+max_input_images = 3
+[models.info.features]
+supports_guidance = false
+[models.info.defaults]
+steps = 2
 """
     )
     with running_api(settings) as api:
@@ -96,3 +120,8 @@ steps = 2
         result = client.images.generate(model="TinyFlux", prompt="a red cat", size="64x48", response_format="b64_json")
         image = Image.open(io.BytesIO(base64.b64decode(result.data[0].b64_json)))
         assert image.size == (64, 48) and image.format == "PNG"
+        source = io.BytesIO()
+        image.save(source, "PNG")
+        edited = client.images.edit(model="TinyKlein", image=("in.png", source.getvalue(), "image/png"), prompt="bluer", size="64x48")
+        url = edited.data[0].url
+        assert api.client.get(url.split("127.0.0.1:8000", 1)[1]).status_code == 200

@@ -1,5 +1,5 @@
 """OpenAI-compatible routes over the same engine jobs: `/v1/models`, `/v1/embeddings`,
-`/v1/audio/transcriptions`, `/v1/audio/speech`, `/v1/images/generations`.
+`/v1/audio/transcriptions`, `/v1/audio/speech`, `/v1/images/generations`, `/v1/images/edits`.
 
 Each request is validated by the dryAPI task's own rules and runs as an inline job, so it is
 scheduled, priced, billed and recorded like any other; only the shapes follow OpenAI's API.
@@ -147,11 +147,7 @@ def _voice_and_lang(engine: Engine, slug: str, voice: str) -> dict[str, str]:
 @post("/images/generations", status_code=200, operation_id="openai_image_generations")
 async def image_generations(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
     raw = (await read_body(request)).fields
-    size = str(raw.get("size") or "1024x1024")
-    try:
-        width, height = (int(part) for part in size.lower().split("x"))
-    except ValueError:
-        raise InvalidRequest.on("size", "The size must look like 1024x1024.") from None
+    width, height = _size(raw.get("size") or "1024x1024")
     count = int(raw.get("n") or 1)
     if not 1 <= count <= 4:
         raise InvalidRequest.on("n", "n must be between 1 and 4.")
@@ -160,12 +156,41 @@ async def image_generations(request: Request, engine: NamedDependency[Engine], a
     data = []
     for _ in range(count):
         job, _ = await _run(engine, account, "txt2img", RequestBody(dict(fields)))
-        if raw.get("response_format") == "b64_json":
-            image = await asyncio.to_thread(engine.results.path_of(job.result_file).read_bytes)
-            data.append({"b64_json": base64.b64encode(image).decode()})
-        else:
-            data.append({"url": engine.result_url(job)})
+        data.append(await _image_item(engine, job, raw.get("response_format")))
     return {"created": int(time.time()), "data": data}
+
+
+@post("/images/edits", status_code=200, operation_id="openai_image_edits")
+async def image_edits(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
+    raw = await read_body(request)
+    pictures = raw.files.get("image") or []  # "image[]" parts arrive here too, brackets dropped
+    if not pictures:
+        raise InvalidRequest.on("image", "The image field is required.")
+    fields: dict[str, Any] = {"prompt": raw.fields.get("prompt"), "model": _model_or_default(engine, "img2img", raw.fields.get("model")),
+                              "seed": raw.fields.get("seed", -1)}
+    if raw.fields.get("size"):
+        fields["width"], fields["height"] = _size(raw.fields["size"])
+    spec = engine.registry.get(fields["model"]) if fields["model"] else None
+    if spec is not None:
+        fields.setdefault("steps", spec.info.defaults.get("steps", spec.limit("min_steps", 1)))
+    files = {"image": pictures} if len(pictures) == 1 else {"images": pictures}
+    job, _ = await _run(engine, account, "img2img", RequestBody(fields, files))
+    return {"created": int(time.time()), "data": [await _image_item(engine, job, raw.fields.get("response_format"))]}
+
+
+def _size(text: Any) -> tuple[int, int]:
+    try:
+        width, height = (int(part) for part in str(text).lower().split("x"))
+    except ValueError:
+        raise InvalidRequest.on("size", "The size must look like 1024x1024.") from None
+    return width, height
+
+
+async def _image_item(engine: Engine, job, response_format: Any) -> dict[str, str]:
+    if response_format == "b64_json":
+        image = await asyncio.to_thread(engine.results.path_of(job.result_file).read_bytes)
+        return {"b64_json": base64.b64encode(image).decode()}
+    return {"url": engine.result_url(job)}
 
 
 def _openai_error(request: Request, exc: Exception) -> Response:
@@ -181,7 +206,7 @@ def _openai_error(request: Request, exc: Exception) -> Response:
 
 ROUTER = Router(
     "/v1",
-    route_handlers=[models, embeddings, transcriptions, speech, image_generations],
+    route_handlers=[models, embeddings, transcriptions, speech, image_generations, image_edits],
     dependencies={"account": Provide(provide_account, sync_to_thread=False)},
     exception_handlers={DryError: _openai_error, RegistryError: _openai_error},
 )
