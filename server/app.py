@@ -5,14 +5,16 @@ from __future__ import annotations
 import contextlib
 from typing import Any, AsyncIterator
 
-from litestar import Litestar, Router, get
+from litestar import Litestar, Router, asgi, get
 from litestar.datastructures import State
+from litestar.types import Receive, Scope, Send
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
 from engine import Engine, Settings
 from server.auth import provide_account, provide_engine
 from server.errors import exception_handlers
+from server.mcp import build_mcp_server
 from server.routes import analysis, generation, openai, prompts, results, transformation, utilities
 
 __all__ = ("create_app",)
@@ -29,10 +31,18 @@ async def health() -> dict:
 def create_app(settings: Settings, **engine_options: Any) -> Litestar:
     """Build the app; ``engine_options`` reach Engine.open (tests inject budgets and loaders)."""
 
+    holder: dict[str, Engine] = {}
+    mcp_server = build_mcp_server(lambda: holder["engine"])
+    mcp_app = mcp_server.streamable_http_app(streamable_http_path="/", stateless_http=True, json_response=True)
+
+    @asgi("/mcp", is_mount=True)
+    async def mcp(scope: Scope, receive: Receive, send: Send) -> None:
+        await mcp_app(scope, receive, send)
+
     @contextlib.asynccontextmanager
     async def open_engine(app: Litestar) -> AsyncIterator[None]:
-        async with Engine.open(settings, **engine_options) as engine:
-            app.state.engine = engine
+        async with Engine.open(settings, **engine_options) as engine, mcp_server.session_manager.run():
+            app.state.engine = holder["engine"] = engine
             yield
 
     client = Router(
@@ -47,7 +57,7 @@ def create_app(settings: Settings, **engine_options: Any) -> Litestar:
         dependencies={"account": Provide(provide_account, sync_to_thread=False)},
     )
     return Litestar(
-        route_handlers=[client, openai.ROUTER, *results.ROUTES, health],
+        route_handlers=[client, openai.ROUTER, mcp, *results.ROUTES, health],
         dependencies={"engine": Provide(provide_engine, sync_to_thread=False)},
         lifespan=[open_engine],
         exception_handlers=exception_handlers,
