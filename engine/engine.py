@@ -11,6 +11,7 @@ import contextlib
 import logging
 import secrets
 import shutil
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,6 +112,9 @@ class Engine:
             self.events.publish(_event(job, "processing"))
         for job in self.jobs.pending():
             self._queue(job)
+        for job_id in self.webhooks.unrecorded_endings(since=time.time() - 24 * 3600):
+            job = self.jobs.get(job_id)
+            self.events.publish(_event(job, "processing"))
 
     # ---------------------------------------------------------------- jobs
     def quote(self, spec: ModelSpec, params: dict[str, Any]) -> float:

@@ -138,6 +138,16 @@ class WebhookOutbox:
         )
         self._wake.set()
 
+    def unrecorded_endings(self, since: float) -> list[str]:
+        """Jobs that ended (since ``since``) with a webhook but no completed/failed delivery recorded:
+        the process stopped between persisting the ending and recording its webhook."""
+        rows = self.db.query(
+            "SELECT id FROM jobs WHERE webhook_url IS NOT NULL AND status IN ('done', 'error') AND finished_at >= ?"
+            " AND id NOT IN (SELECT job_id FROM webhook_outbox WHERE event IN ('job.completed', 'job.failed'))",
+            (since,),
+        )
+        return [row["id"] for row in rows]
+
     # ---------------------------------------------------------------- delivering
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="drylocal-webhooks")

@@ -167,3 +167,19 @@ def test_unsafe_webhook_urls_are_422(api, url, reason):
     assert response.status_code == 422
     (error,) = response.json()["errors"]
     assert error["field"] == "webhook_url" and reason in error["messages"][0].lower()
+
+
+def test_an_ending_whose_webhook_was_never_recorded_is_sent_after_a_restart(fast_settings):
+    receiver = Receiver()
+    try:
+        with running_api(fast_settings) as api:
+            request_id = embed(api, receiver.url)
+            eventually(lambda: "job.completed" in receiver.events())
+            # As if the process had stopped between persisting "done" and recording its webhook.
+            api.engine.db.execute("DELETE FROM webhook_outbox WHERE event = 'job.completed'")
+        receiver.requests.clear()
+        with running_api(fast_settings):
+            eventually(lambda: receiver.events() == ["job.completed"])
+        assert json.loads(receiver.requests[0][1])["data"]["job_request_id"] == request_id
+    finally:
+        receiver.close()
