@@ -66,6 +66,7 @@ class Engine:
         self.worker = GpuWorker(registry, self.jobs, self.results, self.events, budget, settings, load_fn)
         self.webhooks = WebhookOutbox(
             db,
+            self.jobs.get,
             lambda account_id: self.accounts.get_account(account_id).webhook_secret,
             self.result_url,
             delays=settings.webhook_retry_delays,
@@ -90,7 +91,7 @@ class Engine:
         engine = cls(settings, registry, db, budget or probe_device(settings), load_fn)
         engine.events.bind(asyncio.get_running_loop())
         engine.events.subscribe(engine._clean_inputs)
-        engine.events.subscribe(engine._record_webhook)
+        engine.events.subscribe(engine.webhooks.on_event)
         engine.recover()
         engine.worker.start()
         engine.webhooks.start()
@@ -246,9 +247,6 @@ class Engine:
             else:
                 saved[upload.field] = str(path)
         return saved
-
-    async def _record_webhook(self, event: JobEvent) -> None:
-        await self.webhooks.on_event(event, self.jobs.get(event.job_id))
 
     async def _clean_inputs(self, event: JobEvent) -> None:
         if event.status in TERMINAL:

@@ -96,6 +96,7 @@ class WebhookOutbox:
     def __init__(
         self,
         db: Database,
+        job_of,
         secret_of,
         result_url_of,
         *,
@@ -103,6 +104,7 @@ class WebhookOutbox:
         allow_http_loopback: bool = True,
     ) -> None:
         self.db = db
+        self.job_of = job_of
         self.secret_of = secret_of
         self.result_url_of = result_url_of
         self.delays = tuple(delays)
@@ -113,9 +115,12 @@ class WebhookOutbox:
             db.execute(statement)
 
     # ---------------------------------------------------------------- recording
-    async def on_event(self, event: JobEvent, job) -> None:
+    async def on_event(self, event: JobEvent) -> None:
         name = EVENTS.get(event.status)
-        if name is None or job is None or not job.webhook_url:
+        if name is None:  # progress events, every step of every job: no database read for them
+            return
+        job = self.job_of(event.job_id)
+        if job is None or not job.webhook_url:
             return
         now = time.time()
         data = {"job_request_id": job.id, "status": event.status, "previous_status": event.previous_status or "pending", "job_type": job.task}
