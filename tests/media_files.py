@@ -28,33 +28,11 @@ def wav_bytes(samples: np.ndarray, rate: int) -> bytes:
 
 
 def mp4_with_audio(samples: np.ndarray | None, rate: int, seconds: float) -> bytes:
-    """A small H.264 MP4 (a grey picture) with ``samples`` as its AAC track, or none."""
-    import av
+    """A small H.264 MP4 (a grey picture at 10 fps) with ``samples`` as its AAC track, or none."""
+    from engine.tasks._video import encode_mp4
 
-    buffer = io.BytesIO()
-    with av.open(buffer, "w", format="mp4") as container:
-        video = container.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=10)
-        video.width, video.height, video.pix_fmt = 64, 64, "yuv420p"
-        audio = container.add_stream("aac", rate=rate) if samples is not None else None
-        frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 128, np.uint8), format="rgb24")
-        for index in range(int(seconds * 10)):
-            frame.pts = index
-            for packet in video.encode(frame):
-                container.mux(packet)
-        for packet in video.encode():
-            container.mux(packet)
-        if audio is not None:
-            pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16).reshape(1, -1)
-            chunk = 1024
-            for start in range(0, pcm.shape[1], chunk):
-                piece = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm[:, start : start + chunk]), format="s16", layout="mono")
-                piece.sample_rate = rate
-                piece.pts = start
-                for packet in audio.encode(piece):
-                    container.mux(packet)
-            for packet in audio.encode():
-                container.mux(packet)
-    return buffer.getvalue()
+    frames = [np.full((64, 64, 3), 128, np.uint8)] * max(1, int(seconds * 10))
+    return encode_mp4(frames, 10, audio=None if samples is None else samples.reshape(1, -1), audio_rate=rate)
 
 
 def save(data: bytes, path: Path) -> Path:

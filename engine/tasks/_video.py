@@ -22,6 +22,10 @@ def encode_mp4(frames, fps: float, audio=None, audio_rate: int | None = None) ->
         # yuv420p needs even sides; the odd pixel row or column, if any, is cropped.
         video.width, video.height, video.pix_fmt = width - width % 2, height - height % 2, "yuv420p"
         video.options = {"crf": "18", "preset": "medium"}
+        # Every stream must exist before the first packet is muxed: MP4 writes its header then.
+        sound = None
+        if audio is not None and audio_rate:
+            sound = container.add_stream("aac", rate=audio_rate, layout="mono" if audio.shape[0] == 1 else "stereo")
         for index, pixels in enumerate(arrays):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels[: video.height, : video.width]), format="rgb24")
             frame.pts = index
@@ -29,17 +33,15 @@ def encode_mp4(frames, fps: float, audio=None, audio_rate: int | None = None) ->
                 container.mux(packet)
         for packet in video.encode():
             container.mux(packet)
-        if audio is not None and audio_rate:
-            channels = audio.shape[0]
-            stream = container.add_stream("aac", rate=audio_rate, layout="mono" if channels == 1 else "stereo")
+        if sound is not None:
             planar = np.ascontiguousarray(np.clip(audio[:2], -1, 1).astype(np.float32))
             step = 1024
             for start in range(0, planar.shape[1], step):
-                piece = av.AudioFrame.from_ndarray(planar[:, start : start + step], format="fltp", layout=stream.layout.name)
+                piece = av.AudioFrame.from_ndarray(planar[:, start : start + step], format="fltp", layout=sound.layout.name)
                 piece.sample_rate = audio_rate
                 piece.pts = start
-                for packet in stream.encode(piece):
+                for packet in sound.encode(piece):
                     container.mux(packet)
-            for packet in stream.encode():
+            for packet in sound.encode():
                 container.mux(packet)
     return buffer.getvalue()
