@@ -14,29 +14,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
+from _drylocal_server import ROOT, DryLocal
 
-ROOT = Path(__file__).resolve().parent.parent
 WORDS = "the quick brown fox jumps over a lazy dog while cats watch from the warm window sill".split()
 
 
 def texts(count: int) -> list[str]:
     return [" ".join(WORDS[(i + j) % len(WORDS)] for j in range(8 + i % 24)) for i in range(count)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run_clients(concurrency: int, items: list[str], call) -> float:
@@ -55,48 +45,9 @@ def baseline(model_path: Path, items: list[str], concurrency: int) -> float:
     return run_clients(concurrency, items, lambda text: model.encode([text], show_progress_bar=False))
 
 
-class DryLocal:
-    def __init__(self, home: Path) -> None:
-        self.port = free_port()
-        self.env = {**os.environ, "DRYLOCAL_HOME": str(home), "HF_HUB_OFFLINE": "1"}
-        cli = [sys.executable, "-m", "server.cli"]
-        self.key = subprocess.run([*cli, "keys", "create", "bench"], env=self.env, cwd=ROOT, capture_output=True,
-                                  text=True, check=True).stdout.strip()
-        self.proc = subprocess.Popen([*cli, "serve", "--port", str(self.port), "--log-level", "warning"],
-                                     env=self.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.base = f"http://127.0.0.1:{self.port}/api/v1/client"
-        self.local = threading.local()
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1)
-                return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        raise RuntimeError("drylocal did not start")
-
-    def client(self) -> httpx.Client:
-        if not hasattr(self.local, "client"):
-            self.local.client = httpx.Client(headers={"Authorization": f"Bearer {self.key}"}, timeout=120)
-        return self.local.client
-
-    def embed(self, text: str, model: str) -> list[float]:
-        client = self.client()
-        request_id = client.post(f"{self.base}/txt2embedding", json={
-            "input": text, "model": model, "return_result_in_response": True}).json()["data"]["request_id"]
-        delay = 0.01
-        while True:
-            data = client.get(f"{self.base}/request-status/{request_id}").json()["data"]
-            if data["status"] == "done":
-                return json.loads(data["result"])["data"][0]["embedding"]
-            if data["status"] == "error":
-                raise RuntimeError(data)
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.1)
-
-    def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
+def embed(server: DryLocal, text: str, model: str) -> list[float]:
+    data = server.run("txt2embedding", json={"input": text, "model": model, "return_result_in_response": True})
+    return json.loads(data["result"])["data"][0]["embedding"]
 
 
 def main() -> int:
@@ -116,10 +67,10 @@ def main() -> int:
         items = texts(args.requests)
         server = DryLocal(Path(home))
         try:
-            server.embed("warm up", args.model)
+            embed(server, "warm up", args.model)
             rows = []
             for concurrency in args.concurrency:
-                ours = run_clients(concurrency, items, lambda text: server.embed(text, args.model))
+                ours = run_clients(concurrency, items, lambda text: embed(server, text, args.model))
                 theirs = baseline(model_path, items, concurrency)
                 rows.append({"concurrency": concurrency, "drylocal_texts_per_s": round(ours, 1),
                              "sentence_transformers_texts_per_s": round(theirs, 1), "ratio": round(ours / theirs, 2)})

@@ -14,18 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
+from _drylocal_server import ROOT, DryLocal
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 BUILDERS = {
@@ -103,40 +100,20 @@ def direct_run(path: Path, params: dict, runs: int, device: str) -> dict:
 
 
 def drylocal_run(home: Path, slug: str, params: dict, runs: int) -> dict:
-    env = {**os.environ, "DRYLOCAL_HOME": str(home), "HF_HUB_OFFLINE": "1"}
-    cli = [sys.executable, "-m", "server.cli"]
-    key = subprocess.run([*cli, "keys", "create", "bench"], env=env, cwd=ROOT, capture_output=True, text=True,
-                         check=True).stdout.strip()
-    with tempfile.TemporaryDirectory():
-        port = 8000 + os.getpid() % 1000
-        proc = subprocess.Popen([*cli, "serve", "--port", str(port), "--log-level", "warning"], env=env, cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        base = f"http://127.0.0.1:{port}/api/v1/client"
-        client = httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=600)
-        try:
-            for _ in range(100):
-                try:
-                    client.get(f"http://127.0.0.1:{port}/health")
-                    break
-                except httpx.HTTPError:
-                    time.sleep(0.2)
-            times = []
-            for index in range(runs + 1):
-                started = time.perf_counter()
-                request_id = client.post(f"{base}/txt2img", json={**params, "model": slug}).json()["data"]["request_id"]
-                while (data := client.get(f"{base}/request-status/{request_id}").json()["data"])["status"] not in ("done", "error"):
-                    time.sleep(0.01)
-                if data["status"] == "error":
-                    raise RuntimeError(data)
-                client.get(data["result_url"])
-                if index:
-                    times.append(time.perf_counter() - started)
-            info = next(m for m in client.get(f"{base}/models", params={"per_page": 50}).json()["data"] if m["slug"] == slug)
-            return {"seconds": statistics.mean(times), "load_seconds": info["load_seconds"],
-                    "peak_bytes": info["memory_bytes"] if info.get("memory_bytes") and "cuda" in str(info) else peak_rss_bytes(proc.pid)}
-        finally:
-            proc.terminate()
-            proc.wait(10)
+    server = DryLocal(home)
+    try:
+        times = []
+        for index in range(runs + 1):
+            started = time.perf_counter()
+            data = server.run("txt2img", poll=0.01, json={**params, "model": slug})
+            server.client().get(data["result_url"])
+            if index:  # the first job also loads the model
+                times.append(time.perf_counter() - started)
+        info = server.model(slug)
+        return {"seconds": statistics.mean(times), "load_seconds": info["load_seconds"],
+                "peak_bytes": info["memory_bytes"] if info.get("memory_bytes") and "cuda" in str(info) else peak_rss_bytes(server.proc.pid)}
+    finally:
+        server.close()
 
 
 def main() -> int:

@@ -22,9 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
+from _drylocal_server import ROOT, DryLocal
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 PARAGRAPH = (
@@ -78,41 +77,21 @@ def direct_run(slug: str, model_path: Path, audio: Path, runs: int, device: str)
 
 
 def drylocal_run(home: Path, slug: str, audio: Path, runs: int) -> dict:
-    env = {**os.environ, "DRYLOCAL_HOME": str(home), "HF_HUB_OFFLINE": "1"}
-    cli = [sys.executable, "-m", "server.cli"]
-    key = subprocess.run([*cli, "keys", "create", "bench"], env=env, cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-    port = 8000 + os.getpid() % 1000
-    proc = subprocess.Popen([*cli, "serve", "--port", str(port), "--log-level", "warning"], env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}/api/v1/client"
-    client = httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=600)
+    server = DryLocal(home)
     try:
-        for _ in range(300):
-            try:
-                client.get(f"http://127.0.0.1:{port}/health")
-                break
-            except httpx.HTTPError:
-                time.sleep(0.2)
         times, text = [], ""
         data_bytes = audio.read_bytes()
         for index in range(runs + 1):
             started = time.perf_counter()
-            response = client.post(f"{base}/audiofile2txt", files={"audio": (audio.name, data_bytes)},
-                                   data={"include_ts": "0", "model": slug, "return_result_in_response": "1"})
-            request_id = response.json()["data"]["request_id"]
-            # Poll as a client would, not in a hot loop: on a small CPU polling competes with decoding.
-            while (data := client.get(f"{base}/request-status/{request_id}").json()["data"])["status"] not in ("done", "error"):
-                time.sleep(0.1)
-            if data["status"] == "error":
-                raise RuntimeError(data)
+            # Polled as a client would, not in a hot loop: on a small CPU polling competes with decoding.
+            data = server.run("audiofile2txt", poll=0.1, files={"audio": (audio.name, data_bytes)},
+                              data={"include_ts": "0", "model": slug, "return_result_in_response": "1"})
             text = data["result"]
             if index:  # the first job also loads the model
                 times.append(time.perf_counter() - started)
-        info = next(m for m in client.get(f"{base}/models", params={"per_page": 100}).json()["data"] if m["slug"] == slug)
-        return {"seconds": statistics.mean(times), "load_seconds": info["load_seconds"], "text": text}
+        return {"seconds": statistics.mean(times), "load_seconds": server.model(slug)["load_seconds"], "text": text}
     finally:
-        proc.terminate()
-        proc.wait(10)
+        server.close()
 
 
 def main() -> int:
