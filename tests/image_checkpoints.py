@@ -4,22 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.qwen_tokenizer import VISION_SPECIALS, qwen_tokenizer
+from tests.vlm_checkpoint import tiny_qwen25_vl
+
 
 def chat_tokenizer():
-    """A byte-level BPE with Qwen's ChatML tokens, built in memory (the real ones live on the hub)."""
-    from tokenizers import ByteLevelBPETokenizer
-    from transformers import Qwen2TokenizerFast
-
-    corpus = ["a red cat on a blue sky, cinematic light", "user assistant system"] * 20
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(corpus, vocab_size=400, min_frequency=1, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
-    tokenizer = Qwen2TokenizerFast(tokenizer_object=bpe._tokenizer, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                   unk_token=None, bos_token=None, model_max_length=512)
-    tokenizer.chat_template = (
-        "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}"
-        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-    )
-    return tokenizer
+    """Qwen's ChatML tokens in a tiny in-memory BPE (the real tokenizers live on the hub)."""
+    return qwen_tokenizer(["a red cat on a blue sky, cinematic light", "user assistant system"], model_max_length=512)
 
 
 def build_tiny_flux2_klein(target: Path) -> Path:
@@ -84,9 +75,6 @@ def build_tiny_zimage(target: Path) -> Path:
     return target
 
 
-QWEN_VL_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
-
-
 def build_tiny_qwen_image_edit_plus(target: Path) -> Path:
     """QwenImageEditPlusPipeline (Qwen-Image-Edit-2509) with a tiny Qwen2.5-VL encoder.
 
@@ -99,17 +87,15 @@ def build_tiny_qwen_image_edit_plus(target: Path) -> Path:
 
     import torch
     from diffusers import AutoencoderKLQwenImage, FlowMatchEulerDiscreteScheduler, QwenImageEditPlusPipeline, QwenImageTransformer2DModel
-    from tokenizers import ByteLevelBPETokenizer
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2TokenizerFast, Qwen2VLImageProcessor
+    from transformers import Qwen2VLImageProcessor
 
     from model_registry.loaders._qwen_vl import ImageTextProcessor
 
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(["Describe the key features of the input image, then explain how to edit it. Picture 1: make it blue"] * 20,
-                            vocab_size=400, min_frequency=1, special_tokens=QWEN_VL_SPECIALS)
-    tokenizer = Qwen2TokenizerFast(tokenizer_object=bpe._tokenizer, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                   unk_token=None, bos_token=None, model_max_length=1024)
-    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in QWEN_VL_SPECIALS}
+    tokenizer = qwen_tokenizer(
+        ["Describe the key features of the input image, then explain how to edit it. Picture 1: make it blue"],
+        VISION_SPECIALS,
+        1024,
+    )
     torch.manual_seed(0)
     transformer = QwenImageTransformer2DModel(
         patch_size=2, in_channels=16, out_channels=4, num_layers=2, attention_head_dim=16, num_attention_heads=3,
@@ -117,16 +103,7 @@ def build_tiny_qwen_image_edit_plus(target: Path) -> Path:
     )
     vae = AutoencoderKLQwenImage(base_dim=24, z_dim=4, dim_mult=[1, 2, 4], num_res_blocks=1, temperal_downsample=[False, True],
                                  latents_mean=[0.0] * 4, latents_std=[1.0] * 4)
-    config = Qwen2_5_VLConfig(
-        text_config={"hidden_size": 16, "intermediate_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
-                     "num_key_value_heads": 2, "vocab_size": len(tokenizer), "bos_token_id": ids["<|endoftext|>"],
-                     "eos_token_id": ids["<|im_end|>"], "pad_token_id": ids["<|endoftext|>"],
-                     "rope_scaling": {"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"}, "rope_theta": 1000000.0},
-        vision_config={"depth": 2, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2, "out_hidden_size": 16},
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
-        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-    )
-    text_encoder = Qwen2_5_VLForConditionalGeneration(config)
+    text_encoder = tiny_qwen25_vl(tokenizer, 16, [1, 1, 2])
     pipe = QwenImageEditPlusPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=text_encoder,
                                      tokenizer=tokenizer, processor=None, transformer=transformer)
     pipe.save_pretrained(target)

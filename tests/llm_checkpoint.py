@@ -5,31 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-CHATML = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+from tests.qwen_tokenizer import qwen_tokenizer
 
 
 def build_tiny_chat_llm(target: Path, seed: int = 0) -> Path:
     if (target / "config.json").is_file():
         return target
     import torch
-    from tokenizers import ByteLevelBPETokenizer
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+    from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    corpus = ["a red cat on a blue sky", "cinematic light, sharp focus", '{"prompt": "x", "negative_prompt": "y"}'] * 20
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(corpus, vocab_size=400, min_frequency=1, special_tokens=SPECIALS)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe._tokenizer,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        additional_special_tokens=["<|im_start|>"],
-        model_max_length=2048,
-    )
-    tokenizer.chat_template = CHATML
+    tokenizer = qwen_tokenizer(["a red cat on a blue sky", "cinematic light, sharp focus", '{"prompt": "x", "negative_prompt": "y"}'])
     config = Qwen2Config(
         vocab_size=len(tokenizer),
         hidden_size=64,
