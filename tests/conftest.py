@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +76,49 @@ def running_api(settings: Settings, tier: str = "unlimited", balance: float = 0.
         engine: Engine = client.app.state.engine
         account = engine.accounts.create_account("tester", tier=tier, balance=balance)
         yield Api(client, engine.accounts.create_key(account, "tester"))
+
+
+@dataclass
+class LiveServer:
+    """drylocal served by uvicorn on a free 127.0.0.1 port, for clients that need a real socket."""
+
+    port: int
+    app: Any
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def engine(self) -> Engine:
+        return self.app.state.engine
+
+    def new_key(self, name: str, tier: str = "unlimited", balance: float = 0.0) -> tuple[str, Any]:
+        account = self.engine.accounts.create_account(name, tier=tier, balance=balance)
+        return self.engine.accounts.create_key(account, name), account
+
+
+@contextlib.contextmanager
+def live_server(settings: Settings, **engine_options: Any) -> Iterator[LiveServer]:
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = settings.model_copy(update={"port": port})
+    app = create_app(settings, **engine_options)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 60
+    while not server.started and thread.is_alive() and time.time() < deadline:
+        time.sleep(0.05)
+    assert server.started, "the live server did not start"
+    try:
+        yield LiveServer(port, app)
+    finally:
+        server.should_exit = True
+        thread.join(30)
 
 
 @pytest.fixture

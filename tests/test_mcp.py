@@ -4,37 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
-import time
 
 import httpx
 import pytest
-import uvicorn
 
-from engine.accounts import AccountStore
-from engine.database import Database
-from server.app import create_app
 from server.mcp import TOOLS
+from tests.conftest import live_server
 
 
 @pytest.fixture
-def live_server(settings):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    settings.ensure_dirs()
-    store = AccountStore(Database(settings.db_path))
-    key = store.create_key(store.create_account("mcp", tier="premium", balance=1.0), "mcp")
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 60
-    while not server.started and time.time() < deadline:
-        time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}", key
-    server.should_exit = True
-    thread.join(30)
+def live(settings):
+    with live_server(settings) as server:
+        key, _ = server.new_key("mcp", tier="premium", balance=1.0)
+        yield server.url, key
 
 
 async def session_call(base: str, key: str, calls):
@@ -48,8 +30,8 @@ async def session_call(base: str, key: str, calls):
                 return await calls(session)
 
 
-def test_tools_are_listed_and_an_embedding_job_runs(live_server):
-    base, key = live_server
+def test_tools_are_listed_and_an_embedding_job_runs(live):
+    base, key = live
 
     async def calls(session):
         tools = {tool.name: tool for tool in (await session.list_tools()).tools}
@@ -69,8 +51,8 @@ def test_tools_are_listed_and_an_embedding_job_runs(live_server):
     assert price["price"] > 0 and balance["balance"] < 1.0
 
 
-def test_a_wrong_key_is_refused(live_server):
-    base, _ = live_server
+def test_a_wrong_key_is_refused(live):
+    base, _ = live
 
     async def calls(session):
         return await session.call_tool("get_balance", {})
@@ -79,8 +61,8 @@ def test_a_wrong_key_is_refused(live_server):
     assert result.is_error and "Unauthorized" in result.content[0].text
 
 
-def test_bad_input_comes_back_as_a_tool_error_with_the_reason(live_server):
-    base, key = live_server
+def test_bad_input_comes_back_as_a_tool_error_with_the_reason(live):
+    base, key = live
 
     async def calls(session):
         return await session.call_tool("text_to_embedding", {"input": [], "model": "MiniLM_L6_v2"})
