@@ -17,6 +17,7 @@ from server.auth import provide_account, provide_engine
 from server.errors import exception_handlers
 from server.mcp import build_mcp_server
 from server.realtime import PusherHub
+from server import metrics
 from server.routes import analysis, broadcasting, generation, openai, prompts, results, transformation, utilities
 
 __all__ = ("create_app",)
@@ -46,11 +47,13 @@ def create_app(settings: Settings, **engine_options: Any) -> Litestar:
         async with Engine.open(settings, **engine_options) as engine, mcp_server.session_manager.run():
             app.state.engine = holder["engine"] = engine
             app.state.pusher = hub = PusherHub(engine)
-            unsubscribe = engine.events.subscribe(hub.on_event)
+            app.state.metrics = collector = metrics.EngineMetrics(engine)
+            unsubscribe = [engine.events.subscribe(hub.on_event), engine.events.subscribe(collector.on_event)]
             try:
                 yield
             finally:
-                unsubscribe()
+                for stop in unsubscribe:
+                    stop()
                 hub.close_all()
 
     @websocket("/app/{key:str}")
@@ -72,7 +75,7 @@ def create_app(settings: Settings, **engine_options: Any) -> Litestar:
         Router("/", route_handlers=broadcasting.ROUTES, dependencies={"account": Provide(provide_account, sync_to_thread=False)})
     ]
     return Litestar(
-        route_handlers=[client, openai.ROUTER, mcp, pusher_socket, *broadcasting_routes, *results.ROUTES, health],
+        route_handlers=[client, openai.ROUTER, mcp, pusher_socket, *broadcasting_routes, *metrics.ROUTES, *results.ROUTES, health],
         dependencies={"engine": Provide(provide_engine, sync_to_thread=False)},
         lifespan=[open_engine],
         exception_handlers=exception_handlers,
