@@ -23,6 +23,7 @@ from engine.devices import DeviceBudget, probe_device
 from engine.errors import NotFound
 from engine.events import EventBus, JobEvent
 from engine.jobs import TERMINAL, Job, JobStore
+from engine.rate_limits import RateLimiter, configured_limits
 from engine.results import ResultSigner, ResultStore
 from engine.settings import Settings
 from engine.webhooks import WebhookOutbox
@@ -62,6 +63,7 @@ class Engine:
         self.results = ResultStore(settings.results_dir)
         self.signer = ResultSigner(db.meta("result_secret", lambda: secrets.token_hex(32)), settings.base_url, settings.result_ttl_seconds)
         self.events = EventBus()
+        self.rate_limiter = RateLimiter(db, configured_limits(settings.rate_limits), settings.rate_limits_enabled)
         self.tokens = TokenCounter()
         self.worker = GpuWorker(registry, self.jobs, self.results, self.events, budget, settings, load_fn)
         self.webhooks = WebhookOutbox(
@@ -214,7 +216,9 @@ class Engine:
             self.events.publish(_event(self.jobs.get(job.id), "pending"))
             url = job.params.get(FETCHED_TASKS[job.task], "")
             try:
-                path = await asyncio.to_thread(fetch.download, url, self.settings.inputs_dir / job.id)
+                path = await asyncio.to_thread(
+                    fetch.download, url, self.settings.inputs_dir / job.id, allowed_hosts=self.settings.fetch_allowed_hosts
+                )
             except fetch.FetchError as exc:
                 self._fail(job.id, "INVALID_INPUT", str(exc))
                 return

@@ -9,14 +9,18 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
-from urllib.parse import urlsplit
+from typing import Callable, Iterable
+from urllib.parse import urljoin, urlsplit
 
-__all__ = ("FetchError", "MediaInfo", "download", "probe")
+from engine.net_guard import addresses_of, is_internal
+
+__all__ = ("FetchError", "MediaInfo", "check_url", "download", "probe")
 
 log = logging.getLogger(__name__)
 
 SOCKET_TIMEOUT = 30.0
+_MAX_REDIRECTS = 10
+_USER_AGENT = "drylocal (media fetch)"
 
 
 class FetchError(Exception):
@@ -61,9 +65,40 @@ def _options(**extra) -> dict:
     }
 
 
-def _check_scheme(url: str) -> None:
-    if urlsplit(url).scheme not in ("http", "https"):
+def check_url(url: str, allowed_hosts: Iterable[str] = ()) -> None:
+    """http(s) only, to a host on the public internet (or one the owner allowed by name)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise FetchError("Only http and https URLs can be transcribed.")
+    if parts.hostname in allowed_hosts:
+        return
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        addresses = addresses_of(parts.hostname, port)
+    except (OSError, ValueError) as exc:
+        raise FetchError(f"The host {parts.hostname} cannot be resolved.") from exc
+    if is_internal(addresses):
+        raise FetchError("The URL points to a private, loopback or link-local address; only public media can be fetched.")
+
+
+def check_redirects(url: str, allowed_hosts: Iterable[str] = ()) -> None:
+    """Walk the URL's redirects one hop at a time, checking every hop before it is requested: yt-dlp
+    follows redirects on its own and would reach an internal address a public URL redirects to. (The
+    original URL still goes to yt-dlp, whose extractors need it.)"""
+    import httpx
+
+    allowed = tuple(allowed_hosts)
+    with httpx.Client(follow_redirects=False, timeout=SOCKET_TIMEOUT, headers={"User-Agent": _USER_AGENT}) as client:
+        for _ in range(_MAX_REDIRECTS + 1):
+            check_url(url, allowed)
+            try:
+                response = client.head(url)
+            except httpx.HTTPError:
+                return  # the site may not answer HEAD; yt-dlp's own request will tell
+            if not response.is_redirect or "location" not in response.headers:
+                return
+            url = urljoin(url, response.headers["location"])
+    raise FetchError(f"The URL redirects more than {_MAX_REDIRECTS} times.")
 
 
 def _reason(exc: Exception) -> str:
@@ -71,10 +106,10 @@ def _reason(exc: Exception) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def probe(url: str) -> MediaInfo:
+def probe(url: str, allowed_hosts: Iterable[str] = ()) -> MediaInfo:
     import yt_dlp
 
-    _check_scheme(url)
+    check_redirects(url, allowed_hosts)
     try:
         with yt_dlp.YoutubeDL(_options(skip_download=True)) as ydl:
             info = ydl.extract_info(url, download=False)
@@ -82,6 +117,8 @@ def probe(url: str) -> MediaInfo:
         raise FetchError(f"The media at this URL could not be read: {_reason(exc)}") from exc
     if info.get("_type") == "playlist":
         raise FetchError("This URL is a playlist; send the URL of one video.")
+    if info.get("url"):
+        check_url(info["url"], allowed_hosts)  # the media itself, where the page points elsewhere
     is_live = bool(info.get("is_live")) or info.get("live_status") in ("is_live", "is_upcoming")
     duration = info.get("duration")
     if not duration and not is_live:  # a live stream's container has no end to read
@@ -114,11 +151,13 @@ def _container_duration(media_url: str | None, headers: dict[str, str]) -> float
     return None
 
 
-def download(url: str, folder: Path, on_bytes: Callable[[int, int | None], None] | None = None) -> Path:
+def download(
+    url: str, folder: Path, on_bytes: Callable[[int, int | None], None] | None = None, allowed_hosts: Iterable[str] = ()
+) -> Path:
     """Download the best audio (or the whole media where audio is not separate) into ``folder``."""
     import yt_dlp
 
-    _check_scheme(url)
+    check_redirects(url, allowed_hosts)  # again: the address may have changed since the probe
     folder.mkdir(parents=True, exist_ok=True)
 
     def hook(status: dict) -> None:

@@ -56,10 +56,19 @@ class Settings(BaseSettings):
     """Seconds of client silence before the server pings (advertised to clients in the handshake)."""
     pusher_pong_timeout: float = 30.0
     """Seconds a pinged client has to answer before its socket is closed with 4201."""
+    fetch_allowed_hosts: tuple[str, ...] = ()
+    """Hosts (names or addresses) that vid2txt/aud2txt URLs may reach although they are on a private
+    network or this machine, e.g. a media server on the LAN; every other internal address is refused."""
     max_downloads: int = 2
     """URL media (vid2txt, aud2txt) downloaded at the same time, beside the GPU's queue."""
     max_attempts: int = 2
     """A job interrupted by a crash is re-queued until it has started this many times."""
+
+    rate_limits_enabled: bool = True
+    """The documented per-key limits for Basic and Premium keys (owner keys are never limited)."""
+    rate_limits: dict[str, dict[str, tuple[int, int]]] = {}
+    """Overrides, ``{tier: {bucket: [per_minute, per_day]}}`` with 0 = no limit; buckets are route names,
+    ``whisper`` (Basic's shared transcription limit), ``price-calculation`` and ``request-status``."""
 
     result_ttl_seconds: int = 24 * 3600
     """How long a signed result URL stays valid."""

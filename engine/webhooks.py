@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
-import socket
 import time
 import uuid
 from datetime import datetime, timezone
@@ -23,6 +21,7 @@ from urllib.parse import urlsplit
 
 from engine.database import Database
 from engine.events import JobEvent
+from engine.net_guard import addresses_of, is_internal
 
 __all__ = ("RETRY_DELAYS", "WebhookOutbox", "check_webhook_url", "sign")
 
@@ -76,15 +75,15 @@ def check_webhook_url(url: str, allow_http_loopback: bool) -> None:
     if plain and not allow_http_loopback:
         raise WebhookRefused("The webhook URL must use https.")
     try:
-        addresses = {ipaddress.ip_address(info[4][0]) for info in socket.getaddrinfo(parts.hostname, parts.port or 443)}
-    except (socket.gaierror, ValueError) as exc:
+        addresses = addresses_of(parts.hostname, parts.port or 443)
+    except (OSError, ValueError) as exc:
         if plain:
             raise WebhookRefused("The webhook URL must use https.") from exc
         raise WebhookRefused(f"The webhook host {parts.hostname} cannot be resolved.") from exc
     loopback = all(address.is_loopback for address in addresses)
     if plain and not loopback:
         raise WebhookRefused("The webhook URL must use https (plain http only reaches this machine).")
-    if not loopback and any(a.is_private or a.is_link_local or a.is_reserved or a.is_multicast or a.is_unspecified for a in addresses):
+    if not loopback and is_internal(addresses):
         raise WebhookRefused("The webhook URL resolves to a private network address.")
 
 

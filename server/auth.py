@@ -5,6 +5,7 @@ from __future__ import annotations
 from litestar import Request
 
 from engine import Account, Engine
+from engine.rate_limits import bucket_for
 
 __all__ = ("bearer_key", "provide_account", "provide_engine")
 
@@ -21,6 +22,29 @@ def provide_engine(request: Request) -> Engine:
     return request.app.state.engine
 
 
+# The OpenAI-compatible routes count against the limits of the dryAPI task they run.
+_OPENAI_BUCKETS = {
+    "/v1/embeddings": "txt2embedding",
+    "/v1/images/generations": "txt2img",
+    "/v1/images/edits": "img2img",
+    "/v1/audio/speech": "txt2audio",
+    "/v1/audio/transcriptions": "audiofile2txt",
+}
+_CLIENT_PREFIX = "/api/v1/client/"
+_UNLIMITED_ROUTES = ("balance", "models")
+
+
 def provide_account(request: Request) -> Account:
+    """The key's account, once its request is counted against the key's rate limits."""
     engine: Engine = request.app.state.engine
-    return engine.accounts.authenticate(bearer_key(request))
+    account = engine.accounts.authenticate(bearer_key(request))
+    path = request.url.path
+    if path.startswith(_CLIENT_PREFIX):
+        route = path[len(_CLIENT_PREFIX) :]
+        bucket = None if route.strip("/") in _UNLIMITED_ROUTES else bucket_for(route, account.tier)
+    else:
+        bucket = _OPENAI_BUCKETS.get(path.rstrip("/"))
+        if bucket is not None:
+            bucket = bucket_for(bucket, account.tier)
+    engine.rate_limiter.hit(account.id, account.tier, bucket)
+    return account

@@ -455,7 +455,7 @@ def _probe_url(ctx: _Context, url_field: str):
     from engine import fetch
 
     try:
-        info = fetch.probe(str(ctx.values[url_field]))
+        info = fetch.probe(str(ctx.values[url_field]), ctx.engine.settings.fetch_allowed_hosts)
     except fetch.FetchError as exc:
         ctx.error(url_field, str(exc))
         return None

@@ -7,6 +7,7 @@ and the 422s of each route.
 from __future__ import annotations
 
 import functools
+import json
 import http.server
 import io
 import threading
@@ -45,7 +46,8 @@ def speech_video() -> bytes:
 def api_audio(settings, embedded_models):
     settings.models_dir.mkdir(parents=True, exist_ok=True)
     (settings.models_dir / "WhisperBase").symlink_to(embedded_models / "WhisperBase")
-    with running_api(settings) as api:
+    # The test media server is on this machine, which URL jobs may reach only when the owner says so.
+    with running_api(settings.model_copy(update={"fetch_allowed_hosts": ("127.0.0.1",)})) as api:
         yield api
 
 
@@ -198,6 +200,55 @@ def test_unreachable_url_is_422(api_audio, media_server):
     _, base = media_server
     response = api_audio.post("vid2txt", json={"video_url": f"{base}/missing.mp4", "include_ts": False, "model": "WhisperBase"})
     assert response.status_code == 422 and response.json()["errors"][0]["field"] == "video_url"
+
+
+def redirecting_server(target: str):
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_HEAD(self):
+            self.send_response(302)
+            self.send_header("Location", target)
+            self.end_headers()
+
+        do_GET = do_HEAD
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.2:9/a.mp4", "http://localhost:9/a.mp4", "http://169.254.169.254/latest/meta-data/",
+     "http://10.0.0.1/a.mp4", "http://192.168.1.1/a.mp4", "http://[::1]:9/a.mp4", "http://0.0.0.0:9/a.mp4"],
+)
+def test_urls_to_internal_addresses_are_refused(api_audio, url):
+    response = api_audio.post("vid2txt", json={"video_url": url, "model": "WhisperBase"})
+    assert response.status_code == 422, response.json()
+    assert "private, loopback or link-local" in json.dumps(response.json())
+
+
+def test_redirects_to_internal_addresses_are_refused_before_they_are_followed(api_audio, media_server, speech_video):
+    root, base = media_server
+    (root / "talk.mp4").write_bytes(speech_video)
+    hidden = base.replace("127.0.0.1", "127.0.0.2") + "/talk.mp4"  # loopback, but not an allowed host
+    server = redirecting_server(hidden)
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/watch"
+        response = api_audio.post("vid2txt", json={"video_url": url, "model": "WhisperBase"})
+        assert response.status_code == 422
+        assert "private, loopback or link-local" in json.dumps(response.json())
+        # The same redirect to an allowed host is followed and transcribed.
+        server.shutdown()
+        server.server_close()
+        server = redirecting_server(f"{base}/talk.mp4")
+        url = f"http://127.0.0.1:{server.server_address[1]}/watch"
+        assert run(api_audio, "vid2txt", json={"video_url": url, "model": "WhisperBase"})["status"] == "done"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_file_urls_are_refused(api_audio, tmp_path, speech):
