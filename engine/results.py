@@ -57,12 +57,14 @@ class ResultSigner:
         return f"{self.base_url}/results/{quote(relative)}?expires={expires}&signature={self._sign(relative, expires)}"
 
     def verify(self, relative: str, expires: str | None, signature: str | None, now: float | None = None) -> None:
-        if not expires or not signature or not expires.isdigit():
+        if not expires or not signature or not (expires.isascii() and expires.isdigit()):
             raise Forbidden("Invalid signature.")
-        if not hmac.compare_digest(self._sign(relative, int(expires)), signature):
+        # Bytes, not str: compare_digest refuses non-ASCII strings, and a forged URL may hold any.
+        given = signature.encode("utf-8", "surrogatepass")
+        if not hmac.compare_digest(self._sign(relative, int(expires)).encode(), given):
             raise Forbidden("Invalid signature.")
         if int(expires) < (now or time.time()):
             raise Forbidden("This result URL has expired.")
 
     def _sign(self, relative: str, expires: int) -> str:
-        return hmac.new(self._key, f"{relative}\n{expires}".encode(), hashlib.sha256).hexdigest()
+        return hmac.new(self._key, f"{relative}\n{expires}".encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()

@@ -156,3 +156,29 @@ def test_load_waits_until_the_device_reports_the_memory_free(settings):
         status = api.wait(embed(api, "MiniLM_L6_v2").json()["data"]["request_id"])
         assert status["status"] == "done"
         assert next(probes, "drained") == "drained"
+
+
+def test_forged_signatures_of_any_characters_are_403(api):
+    status = api.wait(embed(api, "MiniLM_L6_v2").json()["data"]["request_id"])
+    base = status["result_url"].split("127.0.0.1:8000", 1)[1].split("?")[0]
+    for query in ("expires=9999999999&signature=%C3%A9t%C3%A9", "expires=%C2%B2&signature=abc", "expires=1&signature="):
+        response = api.client.get(f"{base}?{query}")
+        assert response.status_code == 403 and response.json()["statusCode"] == 403
+
+
+def test_oversized_upload_is_refused_before_it_is_read(settings):
+    import socket
+
+    from tests.conftest import live_server
+
+    with live_server(settings) as server:
+        key, _ = server.new_key("big")
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+            conn.sendall(
+                b"POST /api/v1/client/audiofile2txt HTTP/1.1\r\nHost: x\r\n"
+                + f"Authorization: Bearer {key}\r\n".encode()
+                + b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 500000000\r\n\r\n--b\r\n"
+            )
+            answer = conn.recv(65536).decode(errors="replace")  # answered without the 500 MB being sent
+        assert answer.startswith("HTTP/1.1 413"), answer[:200]
+        assert '"statusCode":413' in answer.replace(" ", "")
