@@ -109,6 +109,7 @@ class Engine:
 
     def recover(self) -> None:
         """Re-queue what a crash interrupted (once), fail what it interrupted twice, queue the rest."""
+        self.results.sweep_partials()
         _, failed = self.jobs.recover(self.settings.max_attempts)
         for job_id in failed:
             job = self.jobs.get(job_id)

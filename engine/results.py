@@ -40,6 +40,15 @@ class ResultStore:
             raise NotFound("Result not found.")
         return target
 
+    def sweep_partials(self) -> int:
+        """At start: a crash mid-write leaves ``.part`` files; their jobs were never marked done and
+        run again, so the halves are only litter."""
+        count = 0
+        for partial in self.root.glob("*/*.part") if self.root.is_dir() else ():
+            partial.unlink(missing_ok=True)
+            count += 1
+        return count
+
     def remove(self, job_id: str) -> None:
         shutil.rmtree(self.root / job_id, ignore_errors=True)
 

@@ -38,10 +38,11 @@ class Server:
             [sys.executable, "-m", "server.cli", *args], env=self.env, capture_output=True, text=True, check=True
         ).stdout
 
-    def start(self) -> None:
+    def start(self, runner: str = "server.cli", **env: str) -> None:
+        """``runner`` may be tests.fault_server, with the fault named in ``env``."""
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--port", str(self.port), "--log-level", "warning"],
-            env=self.env,
+            [sys.executable, "-m", runner, "serve", "--port", str(self.port), "--log-level", "warning"],
+            env={**self.env, **env},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -63,10 +64,10 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def submit(self) -> str:
+    def submit(self, text=LONG_INPUT, **extra) -> str:
         response = httpx.post(
             f"{self.url}/api/v1/client/txt2embedding",
-            json={"input": LONG_INPUT, "model": "MiniLM_L6_v2"},
+            json={"input": text, "model": "MiniLM_L6_v2", **extra},
             headers={"Authorization": f"Bearer {self.key}"},
         )
         return response.json()["data"]["request_id"]
@@ -124,3 +125,50 @@ def test_pending_jobs_survive_a_restart(server):
     server.kill()
     server.start()
     assert server.wait_for(second, ("done", "error"))["status"] == "done"
+
+
+def test_a_kill_during_the_result_write_leaves_no_half_file_and_the_job_finishes(server):
+    server.start(runner="tests.fault_server", DRYLOCAL_FAULT="slow-result-write")
+    request_id = server.submit("a short text")
+    deadline = time.time() + 120
+    while not (server.home / "stalled").exists():
+        assert time.time() < deadline, "the result write never started"
+        time.sleep(0.05)
+    assert list((server.home / "results").glob("*/*.part"))
+    server.kill()
+    server.start()
+    done = server.wait_for(request_id, ("done", "error"))
+    assert done["status"] == "done"
+    assert httpx.get(done["result_url"]).json()  # the whole result, readable
+    assert not list((server.home / "results").glob("*/*.part"))
+
+
+def test_a_kill_between_webhook_attempts_loses_no_delivery(server):
+    from tests.test_webhooks import Receiver
+
+    receiver = Receiver(fail=2)
+    try:
+        server.env["DRYLOCAL_WEBHOOK_RETRY_DELAYS"] = "[0, 1.5, 1.5, 1.5, 1.5, 1.5, 1.5, 1.5, 1.5, 1.5]"
+        server.start()
+        request_id = server.submit("a short text", webhook_url=receiver.url)
+        deadline = time.time() + 60
+        while len(receiver.requests) < 1:
+            assert time.time() < deadline, "no first attempt"
+            time.sleep(0.02)
+        server.kill()  # between the failed attempt and its retry
+        server.start()
+        assert server.wait_for(request_id, ("done", "error"))["status"] == "done"
+        deadline = time.time() + 60
+        while sorted(set(receiver.events())) != ["job.completed", "job.processing"] or len(receiver.requests) < 4:
+            assert time.time() < deadline, receiver.events()
+            time.sleep(0.05)
+        server.kill()
+        import sqlite3
+
+        with sqlite3.connect(server.home / "drylocal.db") as db:
+            rows = db.execute("SELECT delivery_id, state FROM webhook_outbox").fetchall()
+        assert {state for _, state in rows} == {"delivered"} and len(rows) == 2
+        # Every retry carried its delivery's one id.
+        assert {h["X-DryAPI-Delivery-Id"] for h, _ in receiver.requests} == {delivery for delivery, _ in rows}
+    finally:
+        receiver.close()
