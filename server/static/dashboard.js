@@ -1,0 +1,311 @@
+// drylocal's dashboard: plain browser JavaScript, no build step and nothing fetched from outside.
+// It uses what any dryAPI client uses: the task routes, request-status, the Pusher-protocol socket and
+// the OpenAPI document (to draw one playground form per task), plus /dashboard/state.
+"use strict";
+
+const API = "/api/v1/client";
+const state = { key: localStorage.getItem("drylocal-key") || "", jobs: new Map(), schema: null, socket: null, clientId: null };
+const $ = (selector) => document.querySelector(selector);
+
+function say(text, ok = false) {
+  $("#message").textContent = text || "";
+  $("#message").style.color = ok ? "var(--ok)" : "var(--bad)";
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(path, {
+    ...options,
+    headers: { Authorization: `Bearer ${state.key}`, Accept: "application/json", ...(options.headers || {}) },
+  });
+  const body = await response.json().catch(() => null);
+  if (!response.ok) {
+    const fields = body && Array.isArray(body.errors) ? body.errors.map((e) => e.messages.join(" ")).join(" ") : "";
+    throw new Error(`${(body && body.message) || `HTTP ${response.status}`} ${fields}`.trim());
+  }
+  return body;
+}
+
+// ------------------------------------------------------------------ jobs
+function previewSource(preview) {
+  if (!preview) return null;
+  return preview.startsWith("data:") ? preview : `data:image/jpeg;base64,${preview}`;
+}
+
+function mergeJob(update, live = false) {
+  const known = state.jobs.get(update.request_id) || {};
+  const merged = { ...known, ...update };
+  // The last preview stays on show beside the result; the mark says it came over the socket.
+  merged.preview = update.preview || known.preview || null;
+  merged.livePreview = Boolean((live && update.preview) || known.livePreview);
+  state.jobs.set(update.request_id, merged);
+  renderJobs();
+}
+
+function renderJobs() {
+  const rows = [...state.jobs.values()].sort((a, b) => (b.created_at || 0) - (a.created_at || 0)).slice(0, 50);
+  const body = $("#jobs tbody");
+  body.replaceChildren(...rows.map((job) => {
+    const row = document.createElement("tr");
+    row.dataset.requestId = job.request_id;
+    const cells = [job.request_id.slice(0, 8), job.task || "", job.model || ""].map((text) => {
+      const cell = document.createElement("td");
+      cell.textContent = text;
+      return cell;
+    });
+    const status = document.createElement("td");
+    status.innerHTML = `<span class="pill status-${job.status}">${job.status}</span>`;
+    if (job.error_message) status.title = `${job.error_code}: ${job.error_message}`;
+    const progress = document.createElement("td");
+    const bar = document.createElement("progress");
+    bar.max = 100;
+    bar.value = Number(job.progress || 0);
+    progress.append(bar);
+    const preview = document.createElement("td");
+    const source = previewSource(job.preview);
+    if (source) {
+      const image = document.createElement("img");
+      image.className = "preview";
+      image.src = source;
+      image.alt = "preview";
+      image.dataset.source = job.livePreview ? "live" : "stored";
+      preview.append(image);
+    }
+    const result = document.createElement("td");
+    if (job.result_url) {
+      const link = document.createElement("a");
+      link.href = job.result_url;
+      link.textContent = "result";
+      link.className = "result-link";
+      link.target = "_blank";
+      result.append(link);
+    }
+    row.append(...cells, status, progress, preview, result);
+    return row;
+  }));
+}
+
+// ------------------------------------------------------------------ state: models, memory, bench
+function megabytes(bytes) {
+  return `${(bytes / 1e6).toFixed(bytes < 1e8 ? 1 : 0)} MB`;
+}
+
+function renderModels(snapshot) {
+  const { memory, models } = snapshot;
+  const share = memory.budget_bytes ? Math.min(100, (100 * memory.in_use_bytes) / memory.budget_bytes) : 0;
+  $("#memory-used").style.width = `${share}%`;
+  $("#memory-text").textContent = `${megabytes(memory.in_use_bytes)} of ${megabytes(memory.budget_bytes)} (${memory.device})`;
+  $("#models tbody").replaceChildren(...models.map((model) => {
+    const row = document.createElement("tr");
+    for (const text of [model.slug, megabytes(model.memory_bytes), model.busy ? "running" : `idle ${model.idle_seconds} s`, `${model.load_seconds} s`]) {
+      const cell = document.createElement("td");
+      cell.textContent = text;
+      row.append(cell);
+    }
+    return row;
+  }));
+  $("#queue-depth").textContent = `${snapshot.queue_depth} queued`;
+}
+
+function renderBench(report) {
+  if (!report) return;
+  const perModel = report.models || report.per_model || {};
+  const entries = Array.isArray(perModel) ? perModel.map((m) => [m.model || m.slug, m]) : Object.entries(perModel);
+  if (!entries.length) return;
+  const columns = [...new Set(entries.flatMap(([, m]) => Object.keys(m).filter((k) => ["number", "string"].includes(typeof m[k]))))];
+  const table = document.createElement("table");
+  table.innerHTML = `<thead><tr><th>model</th>${columns.map((c) => `<th>${c}</th>`).join("")}</tr></thead>`;
+  const body = document.createElement("tbody");
+  for (const [name, values] of entries) {
+    const row = document.createElement("tr");
+    row.innerHTML = `<td>${name}</td>` + columns.map((c) => `<td>${typeof values[c] === "number" ? +values[c].toFixed(4) : values[c] ?? ""}</td>`).join("");
+    body.append(row);
+  }
+  table.append(body);
+  $("#bench").replaceChildren(table);
+}
+
+async function refresh() {
+  if (!state.key) return;
+  try {
+    const snapshot = await api("/dashboard/state");
+    for (const job of snapshot.jobs) mergeJob({ ...job, preview: job.preview || null });
+    renderModels(snapshot);
+    renderBench(snapshot.bench_report);
+    if (!state.socket) connect(snapshot.account.client_id, snapshot.app_key);
+  } catch (error) {
+    say(error.message);
+  }
+}
+
+// ------------------------------------------------------------------ the Pusher-protocol socket
+function setSocketState(text) {
+  const pill = $("#socket-state");
+  pill.textContent = text;
+  pill.className = `pill ${text}`;
+}
+
+function connect(clientId, appKey) {
+  state.clientId = clientId;
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const socket = new WebSocket(`${scheme}://${location.host}/app/${appKey}?protocol=7&client=drylocal-dashboard&version=1.0`);
+  const channel = `private-client.${clientId}`;
+  state.socket = socket;
+  setSocketState("connecting");
+  socket.onmessage = async (message) => {
+    const frame = JSON.parse(message.data);
+    const data = typeof frame.data === "string" && frame.data ? JSON.parse(frame.data) : frame.data;
+    if (frame.event === "pusher:connection_established") {
+      try {
+        const { auth } = await api("/broadcasting/auth", {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ socket_id: data.socket_id, channel_name: channel }),
+        });
+        socket.send(JSON.stringify({ event: "pusher:subscribe", data: { channel, auth } }));
+      } catch (error) {
+        say(`Live updates refused: ${error.message}`);
+      }
+    } else if (frame.event === "pusher:ping") {
+      socket.send(JSON.stringify({ event: "pusher:pong", data: {} }));
+    } else if (frame.event === "pusher_internal:subscription_succeeded") {
+      setSocketState("connected");
+    } else if (frame.event === "request.status.updated") {
+      mergeJob(data, true);
+    }
+  };
+  socket.onclose = () => {
+    setSocketState("offline");
+    state.socket = null;
+    // Reconnect, unless another key (another account's channel) took over meanwhile.
+    setTimeout(() => state.clientId === clientId && !state.socket && connect(clientId, appKey), 1000);
+  };
+}
+
+// ------------------------------------------------------------------ playground, drawn from the OpenAPI document
+function taskPaths(schema) {
+  return Object.keys(schema.paths).filter((path) =>
+    path.startsWith(`${API}/`) && schema.paths[path].post && !path.endsWith("price-calculation") && !path.includes("{"));
+}
+
+function bodySchema(operation) {
+  const content = (operation.requestBody && operation.requestBody.content) || {};
+  const multipart = content["multipart/form-data"];
+  const hasFiles = multipart && Object.values(multipart.schema.properties || {}).some((p) => p.format === "binary");
+  if (hasFiles) return { multipart: true, schema: multipart.schema };
+  const chosen = content["application/json"] || multipart || content["application/x-www-form-urlencoded"];
+  return { multipart: false, schema: chosen ? chosen.schema : { properties: {} } };
+}
+
+async function drawForm(path) {
+  const form = $("#playground");
+  form.replaceChildren();
+  const { multipart, schema } = bodySchema(state.schema.paths[path].post);
+  form.dataset.path = path;
+  form.dataset.multipart = multipart ? "1" : "";
+  const task = path.slice(API.length + 1);
+  for (const [name, property] of Object.entries(schema.properties || {})) {
+    if (name === "webhook_url") continue;
+    const label = document.createElement("label");
+    label.textContent = (schema.required || []).includes(name) ? `${name} *` : name;
+    let input;
+    if (name === "model") {
+      input = document.createElement("select");
+      try {
+        const models = await api(`${API}/models?per_page=50&filter[inference_types]=${encodeURIComponent(task)}`);
+        for (const model of models.data) input.append(new Option(model.name || model.slug, model.slug));
+      } catch (error) {
+        say(error.message);
+      }
+    } else if (property.format === "binary") {
+      input = document.createElement("input");
+      input.type = "file";
+    } else if (property.type === "boolean") {
+      input = document.createElement("input");
+      input.type = "checkbox";
+    } else if (property.type === "integer" || property.type === "number") {
+      input = document.createElement("input");
+      input.type = "number";
+      input.step = property.type === "integer" ? "1" : "any";
+    } else if (["prompt", "text", "input", "caption", "lyrics", "negative_prompt", "instruct"].includes(name) || property.type === "array") {
+      input = document.createElement("textarea");
+      if (property.type === "array") input.placeholder = "JSON array";
+    } else {
+      input = document.createElement("input");
+      input.type = "text";
+    }
+    input.name = name;
+    input.dataset.kind = property.format === "binary" ? "file" : property.type || "string";
+    label.htmlFor = input.id = `field-${name}`;
+    form.append(label, input);
+  }
+  const submit = document.createElement("button");
+  submit.type = "submit";
+  submit.textContent = "Submit";
+  form.append(submit);
+}
+
+function formBody(form) {
+  const multipart = Boolean(form.dataset.multipart);
+  const json = {};
+  const data = new FormData();
+  for (const input of form.querySelectorAll("[name]")) {
+    const kind = input.dataset.kind;
+    if (kind === "file") {
+      for (const file of input.files) data.append(input.name, file);
+      continue;
+    }
+    if (kind === "boolean") {
+      if (multipart) data.append(input.name, input.checked ? "1" : "0");
+      else json[input.name] = input.checked;
+      continue;
+    }
+    if (input.value === "") continue;
+    let value = input.value;
+    if (kind === "integer" || kind === "number") value = Number(value);
+    if (kind === "array" || kind === "object") value = JSON.parse(value);
+    if (multipart) data.append(input.name, typeof value === "object" ? JSON.stringify(value) : String(value));
+    else json[input.name] = value;
+  }
+  return multipart ? { body: data } : { body: JSON.stringify(json), headers: { "Content-Type": "application/json" } };
+}
+
+async function submitForm(event) {
+  event.preventDefault();
+  const form = event.target;
+  try {
+    const answer = await api(form.dataset.path, { method: "POST", ...formBody(form) });
+    const data = answer.data || answer;
+    if (data.request_id) {
+      mergeJob({ request_id: data.request_id, task: form.dataset.path.slice(API.length + 1), status: "pending", progress: 0, created_at: Date.now() / 1000 });
+      say(`Submitted ${data.request_id}`, true);
+    } else {
+      say(JSON.stringify(data), true);  // the prompt boosters answer at once
+    }
+  } catch (error) {
+    say(error.message);
+  }
+}
+
+async function loadPlayground() {
+  state.schema = await fetch("/schema/openapi.json").then((response) => response.json());
+  const select = $("#task");
+  select.replaceChildren(...taskPaths(state.schema).map((path) => new Option(path.slice(API.length + 1), path)));
+  select.onchange = () => drawForm(select.value);
+  if (select.value) await drawForm(select.value);
+}
+
+// ------------------------------------------------------------------ start
+$("#key-form").onsubmit = (event) => {
+  event.preventDefault();
+  state.key = $("#key").value.trim();
+  localStorage.setItem("drylocal-key", state.key);
+  state.clientId = null;
+  state.jobs.clear();
+  if (state.socket) state.socket.close();
+  say("");
+  refresh().then(loadPlayground);
+};
+$("#playground").onsubmit = submitForm;
+$("#key").value = state.key;
+if (state.key) refresh().then(loadPlayground);
+setInterval(refresh, 2000);
