@@ -80,16 +80,18 @@ class ModelRegistry:
 
     def availability(self, spec: ModelSpec) -> Availability:
         path = self.locator.find(spec)
-        if path is None:
-            return Availability(False, False, None, self._install_hint(spec))
         if not is_available(spec.backend):
+            # Said before any install hint: pulling the weights of a model nothing can run would not help.
+            found = f" (its weights are at {path})" if path else ", so installing its weights would not help"
             return Availability(
-                True,
+                path is not None,
                 False,
                 path,
-                f"Model {spec.slug} is installed at {path}, but its backend '{spec.backend}' is not part of "
-                "this drylocal build yet.",
+                f"Model {spec.slug} cannot run in this drylocal build yet: its backend '{spec.backend}' is not "
+                f"implemented{found}.",
             )
+        if path is None:
+            return Availability(False, False, None, self._install_hint(spec))
         return Availability(True, True, path, "")
 
     def require_runnable(self, spec: ModelSpec) -> Path:

@@ -152,6 +152,9 @@ def test_models_say_whether_weights_are_installed(api):
     assert models["MiniLM_L6_v2"]["installed"] is True and models["MiniLM_L6_v2"]["available"] is True
     assert models["Flux1schnell"]["installed"] is False
     assert "drylocal pull" in models["Flux1schnell"]["unavailable_reason"]
+    # A catalog model nothing in this build can run says so, instead of sending the user to pull it.
+    planned = next(m for m in models.values() if "not implemented" in (m["unavailable_reason"] or ""))
+    assert "drylocal pull" not in planned["unavailable_reason"] and planned["available"] is False
 
 
 def test_unknown_request_is_404(api):
