@@ -26,12 +26,13 @@ BACKENDS: dict[str, str] = {
     # LTX-Video in the diffusers layout; its condition pipeline is built from the same components.
     "diffusers-ltx": "model_registry.loaders.diffusers:load",
     "transformers-vlm": "model_registry.loaders.transformers_vlm:load",
+    # LTX-2 (video with its soundtrack) in the diffusers layout; condition pipelines share its components.
+    "diffusers-ltx2": "model_registry.loaders.diffusers:load",
 }
 
 # Backends the built-in catalog names whose loaders land with their task family.
 PLANNED_BACKENDS = frozenset(
     {
-        "diffusers-ltx2",
         "chatterbox",
         "qwen3-tts",
     }

@@ -46,6 +46,7 @@ PIPELINES: dict[str, str] = {
     "img2img": "engine.tasks.img2img:PIPELINE",
     "txt2video": "engine.tasks.video:PIPELINE",
     "img2video": "engine.tasks.video:PIPELINE",
+    "aud2video": "engine.tasks.video:PIPELINE",
     "img-upscale": "engine.tasks.img_upscale:PIPELINE",
     "img-rmbg": "engine.tasks.img_rmbg:PIPELINE",
     "txt2audio": "engine.tasks.txt2audio:PIPELINE",

@@ -1,7 +1,9 @@
-"""txt2video and img2video on LTX-Video pipelines (diffusers), MP4 out, progress and latent previews.
+"""txt2video, img2video and aud2video on LTX-Video and LTX-2 pipelines (diffusers): MP4 out, progress
+and latent previews.
 
-img2video conditions on the first frame and, where the model supports it, the last one: both go
-through LTX's condition pipeline built from the same loaded components (no second copy of weights).
+First and last frames go through the family's condition pipeline, built from the same loaded
+components (no second copy of weights). LTX-2 makes a soundtrack with the picture, which the MP4
+carries; aud2video (LTX-2 only) holds a given soundtrack fixed and generates the picture to it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Any
 from engine.errors import JobFailure
 from engine.tasks import Progress, TaskResult
 from engine.tasks._images import StepReporter, diffusion_kwargs, encode_image_result, input_images
+from engine.tasks._ltx2 import condition_pipeline as ltx2_condition_pipeline
+from engine.tasks._ltx2 import holding_audio_fixed, is_ltx2, soundtrack_latents
 from engine.tasks._video import encode_mp4
 from model_registry import LoadedModel
 
@@ -24,8 +28,8 @@ def ltx_frames(frames: int) -> int:
     return max(9, ((max(1, int(frames)) - 1 + 7) // 8) * 8 + 1)
 
 
-def _condition_pipeline(model: LoadedModel):
-    """LTX's condition pipeline over the loaded components, made once per loaded model."""
+def _ltx_condition_pipeline(model: LoadedModel):
+    """LTX-Video's condition pipeline over the loaded components, made once per loaded model."""
     cached = model.extras.get("condition_pipeline")
     if cached is None:
         from diffusers import LTXConditionPipeline
@@ -38,43 +42,85 @@ def _condition_pipeline(model: LoadedModel):
     return cached
 
 
+def _frame_conditions(model: LoadedModel, first, last, size: tuple[int, int], num_frames: int):
+    """The condition pipeline and its conditions for a first and/or last frame."""
+    if is_ltx2(model.handle):
+        from diffusers.pipelines.ltx2.pipeline_ltx2_condition import LTX2VideoCondition
+
+        made = [LTX2VideoCondition(frames=first[0].resize(size), index=0)] if first else []
+        if last:
+            made.append(LTX2VideoCondition(frames=last[0].resize(size), index=num_frames - 1))
+        return ltx2_condition_pipeline(model), made
+    from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
+
+    made = [LTXVideoCondition(image=first[0].resize(size), frame_index=0)] if first else []
+    if last:
+        made.append(LTXVideoCondition(image=last[0].resize(size), frame_index=num_frames - 1))
+    return _ltx_condition_pipeline(model), made
+
+
 class VideoGeneration:
     batchable = False
 
     def run(self, model: LoadedModel, params: dict[str, Any], inputs: dict[str, Path], progress: Progress) -> TaskResult:
         first = input_images(inputs, "first_frame_image")
         last = input_images(inputs, "last_frame_image")
-        pipe = _condition_pipeline(model) if first or last else model.handle
-        kwargs = diffusion_kwargs(pipe, model.spec, params)
+        soundtrack = inputs.get("audio")
+        if soundtrack is not None and not is_ltx2(model.handle):
+            raise JobFailure("INVALID_INPUT", f"Model {model.spec.slug} cannot follow a soundtrack; use an LTX-2 model.")
         requested = int(params.get("frames") or 97)
         fps = float(params.get("fps") or 24)
+        size = (int(params["width"]), int(params["height"]))
+        num_frames = ltx_frames(requested)
+        pipe, conditions = (
+            _frame_conditions(model, first, last, size, num_frames) if first or last else (model.handle, [])
+        )
+        kwargs = diffusion_kwargs(pipe, model.spec, params)
         accepted = set(inspect.signature(pipe.__call__).parameters)
-        kwargs.update({k: v for k, v in {"num_frames": ltx_frames(requested), "frame_rate": fps}.items() if k in accepted})
-        if first or last:
-            from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
-
-            size = (int(params["width"]), int(params["height"]))
-            conditions = [LTXVideoCondition(image=first[0].resize(size), frame_index=0)] if first else []
-            if last:
-                conditions.append(LTXVideoCondition(image=last[0].resize(size), frame_index=kwargs["num_frames"] - 1))
+        kwargs.update({k: v for k, v in {"num_frames": num_frames, "frame_rate": fps}.items() if k in accepted})
+        if conditions:
             kwargs["conditions"] = conditions
-        reporter = StepReporter(progress, kwargs["num_inference_steps"], int(params["width"]), int(params["height"]))
+        given_audio = None
+        if soundtrack is not None:
+            try:
+                kwargs["audio_latents"], given_audio = soundtrack_latents(pipe, soundtrack, num_frames / fps)
+            except ValueError as exc:  # no audio track, an empty file
+                raise JobFailure("INVALID_INPUT", f"The audio could not be read: {exc}") from exc
+        reporter = StepReporter(progress, kwargs["num_inference_steps"], *size)
         if "callback_on_step_end" in accepted:
             kwargs["callback_on_step_end"] = reporter
         try:
-            video = pipe(output_type="pil", **kwargs).frames[0]
+            if given_audio is not None:
+                with holding_audio_fixed(pipe):
+                    output = pipe(output_type="pil", **kwargs)
+            else:
+                output = pipe(output_type="pil", **kwargs)
         except ValueError as exc:  # the pipeline's own checks on sizes and frames
             raise JobFailure("INVALID_INPUT", str(exc)) from exc
-        video = video[:requested]  # the 8k+1 rounding added frames the request did not ask for
-        data = encode_mp4(video, fps)
+        video = output.frames[0][:requested]  # the 8k+1 rounding added frames the request did not ask for
+        audio, audio_rate = _soundtrack(pipe, output, given_audio, len(video) / fps)
+        data = encode_mp4(video, fps, audio=audio, audio_rate=audio_rate)
         poster = encode_image_result(video[0], {}, alt=False)
-        return TaskResult(
-            data=data,
-            filename="video.mp4",
-            content_type="video/mp4",
-            alt_formats={"png": poster.data},
-            meta={"seed": params["seed"], "frames": len(video), "fps": fps, "width": video[0].width, "height": video[0].height},
-        )
+        meta = {"seed": params["seed"], "frames": len(video), "fps": fps, "width": video[0].width, "height": video[0].height}
+        if audio is not None:
+            meta["audio_sample_rate"] = audio_rate
+        return TaskResult(data=data, filename="video.mp4", content_type="video/mp4", alt_formats={"png": poster.data}, meta=meta)
+
+
+def _soundtrack(pipe, output, given, seconds: float):
+    """The MP4's sound: the given soundtrack itself (aud2video), else what LTX-2 generated, cut to the
+    frames kept; LTX-Video makes none."""
+    import numpy as np
+
+    if given is not None:
+        rate = int(pipe.audio_vae.config.sample_rate)
+        return given[:, : max(1, round(seconds * rate))], rate
+    audio = getattr(output, "audio", None)
+    if audio is None:
+        return None, None
+    rate = int(pipe.vocoder.config.output_sampling_rate)
+    samples = np.asarray(audio[0].float().cpu() if hasattr(audio, "float") else audio[0], dtype=np.float32)
+    return samples[:, : max(1, round(seconds * rate))], rate
 
 
 PIPELINE = VideoGeneration()
