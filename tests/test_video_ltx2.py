@@ -43,6 +43,11 @@ def api_ltx2(settings, tiny_ltx2):
         yield api
 
 
+def frame_rate(data: bytes) -> float:
+    with av.open(io.BytesIO(data)) as container:
+        return float(container.streams.video[0].average_rate)
+
+
 def audio_track(data: bytes) -> tuple[np.ndarray, int]:
     with av.open(io.BytesIO(data)) as container:
         assert container.streams.audio, "the MP4 has no audio stream"
@@ -61,7 +66,7 @@ def tone(hz: float, seconds: float, rate: int = 44100) -> bytes:
 def test_txt2video_carries_the_generated_soundtrack(api_ltx2):
     status = finished(api_ltx2, api_ltx2.post("txt2video", json=BODY))
     data = fetch(api_ltx2, status["result_url"])
-    assert video_facts(data) == ("h264", 64, 32, 12)
+    assert video_facts(data) == ("h264", 64, 32, 12) and frame_rate(data) == 24
     samples, _ = audio_track(data)
     assert samples.shape[0] == 2 and samples.shape[1] > 0
 
@@ -78,7 +83,7 @@ def test_aud2video_muxes_the_given_soundtrack_for_the_videos_length(api_ltx2):
     files = {"audio": ("tone.wav", tone(440, 3.0), "audio/wav"), "first_frame_image": ("a.png", png((0, 255, 0)), "image/png")}
     status = finished(api_ltx2, api_ltx2.post("aud2video", data=data, files=files))
     result = fetch(api_ltx2, status["result_url"])
-    assert video_facts(result) == ("h264", 64, 32, 24)
+    assert video_facts(result) == ("h264", 64, 32, 24) and frame_rate(result) == 24
     samples, rate = audio_track(result)
     assert abs(samples.shape[1] / rate - 1.0) < 0.1  # one second of video: one second of its soundtrack
     spectrum = np.abs(np.fft.rfft(samples[0]))
