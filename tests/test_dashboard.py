@@ -10,7 +10,7 @@ import pytest
 
 from tests import flux_checkpoint
 from tests.conftest import live_server
-from tests.user_models import model_entry, register_models
+from tests.user_models import register_models, tiny_flux_entry
 
 OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
 
@@ -35,16 +35,7 @@ def browser():
 @pytest.fixture
 def server(settings, tmp_path):
     flux = flux_checkpoint.build_tiny_flux(tmp_path / "flux")
-    register_models(
-        settings,
-        model_entry(
-            "TinyFlux", ["txt2img"], "diffusers", flux, {"formula": "image_steps", "rates": {"per_step_512": 0.00034}},
-            limits={"min_width": 32, "max_width": 128, "min_height": 32, "max_height": 128, "resolution_step": 16,
-                    "min_steps": 1, "max_steps": 8},
-            features={"supports_guidance": False, "supports_negative_prompt": False},
-            defaults={"steps": 2},
-        ),
-    )
+    register_models(settings, tiny_flux_entry(flux))
     with live_server(settings) as live:
         yield live
 

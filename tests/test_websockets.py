@@ -20,7 +20,7 @@ from PIL import Image
 
 from tests import flux_checkpoint
 from tests.conftest import API, live_server
-from tests.user_models import model_entry, register_models
+from tests.user_models import register_models, tiny_flux_entry
 
 APP_KEY = "dryapi-api-prod-key"
 NODE_CLIENTS = Path(__file__).parent / "pusher_clients"
@@ -34,17 +34,7 @@ def tiny_flux(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def server(settings, tiny_flux):
-    register_models(
-        settings,
-        model_entry(
-            "TinyFlux", ["txt2img"], "diffusers", tiny_flux,
-            {"formula": "image_steps", "rates": {"per_step_512": 0.00034}},
-            limits={"min_width": 32, "max_width": 128, "min_height": 32, "max_height": 128, "resolution_step": 16,
-                    "min_steps": 1, "max_steps": 8},
-            features={"supports_guidance": False, "supports_negative_prompt": False},
-            defaults={"steps": 2},
-        ),
-    )
+    register_models(settings, tiny_flux_entry(tiny_flux))
     with live_server(settings) as live:
         yield live
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from engine import Settings
 
-__all__ = ("model_entry", "register_models", "toml_value")
+__all__ = ("model_entry", "register_models", "tiny_flux_entry", "toml_value")
 
 
 def toml_value(value: Any) -> str:
@@ -57,3 +57,15 @@ def model_entry(
 def register_models(settings: Settings, *entries: str) -> None:
     settings.home.mkdir(parents=True, exist_ok=True)
     settings.config_file.write_text("\n".join(entries))
+
+
+def tiny_flux_entry(path: Path) -> str:
+    """tests/flux_checkpoint.py's tiny FLUX as txt2img model ``TinyFlux``: for tests that need a job with
+    step-by-step previews."""
+    return model_entry(
+        "TinyFlux", ["txt2img"], "diffusers", path, {"formula": "image_steps", "rates": {"per_step_512": 0.00034}},
+        limits={"min_width": 32, "max_width": 128, "min_height": 32, "max_height": 128, "resolution_step": 16,
+                "min_steps": 1, "max_steps": 8},
+        features={"supports_guidance": False, "supports_negative_prompt": False},
+        defaults={"steps": 2},
+    )

@@ -31,9 +31,21 @@ function previewSource(preview) {
   return preview.startsWith("data:") ? preview : `data:image/jpeg;base64,${preview}`;
 }
 
+const STAGE = { pending: 0, processing: 1, in_progress: 2, done: 3, error: 3 };
+
+function isStale(update, known) {
+  // A state snapshot fetched before a socket event may arrive after it: it must not undo it.
+  if (known.status === undefined) return false;
+  const [was, now] = [STAGE[known.status] ?? 0, STAGE[update.status] ?? 0];
+  return now < was || (now === was && Number(update.progress || 0) < Number(known.progress || 0));
+}
+
 function mergeJob(update, live = false) {
   const known = state.jobs.get(update.request_id) || {};
-  const merged = { ...known, ...update };
+  if (isStale(update, known)) {
+    update = { request_id: update.request_id, task: update.task, model: update.model, created_at: update.created_at };
+  }
+  const merged = { ...known, ...Object.fromEntries(Object.entries(update).filter(([, v]) => v !== undefined)) };
   // The last preview stays on show beside the result; the mark says it came over the socket.
   merged.preview = update.preview || known.preview || null;
   merged.livePreview = Boolean((live && update.preview) || known.livePreview);
