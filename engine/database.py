@@ -67,6 +67,12 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
+CREATE TABLE IF NOT EXISTS model_measurements (
+    slug TEXT PRIMARY KEY,
+    memory_bytes INTEGER NOT NULL,
+    load_seconds REAL NOT NULL,
+    measured_at REAL NOT NULL
+);
 """
 
 

@@ -65,7 +65,9 @@ class Engine:
         self.events = EventBus()
         self.rate_limiter = RateLimiter(db, configured_limits(settings.rate_limits), settings.rate_limits_enabled)
         self.tokens = TokenCounter()
-        self.worker = GpuWorker(registry, self.jobs, self.results, self.events, budget, settings, load_fn)
+        self.worker = GpuWorker(
+            registry, self.jobs, self.results, self.events, budget, settings, load_fn, on_loaded=self._record_measurement
+        )
         self.webhooks = WebhookOutbox(
             db,
             self.jobs.get,
@@ -106,6 +108,15 @@ class Engine:
             await engine.webhooks.stop()
             await engine.worker.stop()
             db.close()
+
+    def _record_measurement(self, slug: str, memory_bytes: int, load_seconds: float) -> None:
+        """The last measured memory and load time per model, for `drylocal models` to show."""
+        self.db.execute(
+            "INSERT INTO model_measurements (slug, memory_bytes, load_seconds, measured_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(slug) DO UPDATE SET memory_bytes = excluded.memory_bytes, "
+            "load_seconds = excluded.load_seconds, measured_at = excluded.measured_at",
+            (slug, memory_bytes, load_seconds, time.time()),
+        )
 
     def recover(self) -> None:
         """Re-queue what a crash interrupted (once), fail what it interrupted twice, queue the rest."""

@@ -57,6 +57,7 @@ class GpuWorker:
         budget: DeviceBudget,
         settings: Settings,
         load_fn: Callable[[ModelSpec, str], LoadedModel] | None = None,
+        on_loaded: Callable[[str, int, float], None] | None = None,
     ) -> None:
         self.registry = registry
         self.jobs = jobs
@@ -65,6 +66,8 @@ class GpuWorker:
         self.budget = budget
         self.settings = settings
         self.load_fn = load_fn or registry.load
+        self.on_loaded = on_loaded
+        """Told (slug, memory_bytes, load_seconds) after each load, so the measurements can outlive the process."""
         self.measured: dict[str, int] = {}
         """Memory each model was measured to take when loaded; replaces the spec's estimate."""
         self.load_seconds: dict[str, float] = {}
@@ -216,6 +219,11 @@ class GpuWorker:
         self.measured[slug] = loaded.memory_bytes
         self.loads += 1
         self._resident[slug] = _Resident(loaded, time.time())
+        if self.on_loaded is not None:
+            try:
+                self.on_loaded(slug, loaded.memory_bytes, self.load_seconds[slug])
+            except Exception:  # the record is informational; the loaded model must still serve
+                log.exception("recording the measurements of %s failed", slug)
         return True
 
     async def _wait_for_memory(self, need: int, timeout: float = 10.0) -> None:

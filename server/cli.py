@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 from engine import Settings
 from engine.accounts import TIERS, AccountStore
@@ -93,34 +95,142 @@ def cmd_account(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_models(args: argparse.Namespace) -> int:
+def _registry(settings: Settings):
     from model_registry import ModelRegistry, WeightsLocator
 
+    return ModelRegistry.from_files(WeightsLocator(settings.models_dir), settings.config_file)
+
+
+def _measurements(settings: Settings) -> dict[str, tuple[int, float]]:
+    """The last memory and load time the engine measured per model (engine/engine.py records them)."""
+    if not settings.db_path.exists():
+        return {}
+    db = Database(settings.db_path)
+    try:
+        rows = db.query("SELECT slug, memory_bytes, load_seconds FROM model_measurements")
+    finally:
+        db.close()
+    return {row["slug"]: (row["memory_bytes"], row["load_seconds"]) for row in rows}
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from model_registry.model_store import disk_bytes, human_bytes
+
     settings = Settings.load()
-    registry = ModelRegistry.from_files(WeightsLocator(settings.models_dir), settings.config_file)
+    registry = _registry(settings)
+    measured = _measurements(settings)
+    models, states = [], []
     for spec in registry.all():
         availability = registry.availability(spec)
-        state = "ready" if availability.runnable else ("installed" if availability.installed else "not installed")
-        print(f"{spec.slug:32} {','.join(spec.inference_types):40} {spec.quantization:6} {state}")
+        memory, seconds = measured.get(spec.slug, (None, None))
+        models.append(
+            {
+                "slug": spec.slug,
+                "inference_types": list(spec.inference_types),
+                "quantization": spec.quantization,
+                "installed": availability.installed,
+                "size_bytes": disk_bytes(availability.path),
+                "path": str(availability.path) if availability.path else None,
+                "measured_memory_bytes": memory,
+                "load_seconds": seconds,
+            }
+        )
+        states.append("ready" if availability.runnable else ("installed" if availability.installed else "not installed"))
+    if args.json:
+        print(json.dumps(models, indent=2))
+        return 0
+    header = ("MODEL", "STATE", "SIZE", "QUANT", "MEMORY", "LOAD", "TASKS")
+    rows = [
+        (
+            m["slug"],
+            state,
+            human_bytes(m["size_bytes"]),
+            m["quantization"],
+            human_bytes(m["measured_memory_bytes"]),
+            "-" if m["load_seconds"] is None else f"{m['load_seconds']:.1f} s",
+            ",".join(m["inference_types"]),
+        )
+        for m, state in zip(models, states)
+    ]
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    numeric = {2, 4, 5}  # right-aligned, so sizes and times line up by their units
+    for row in (header, *rows):
+        cells = [cell.rjust(w) if i in numeric else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
+        print("  ".join(cells).rstrip())
     return 0
 
 
+def _stderr_for(slug: str):
+    return lambda message: print(f"{slug}: {message}", file=sys.stderr)
+
+
 def cmd_pull(args: argparse.Namespace) -> int:
-    from model_registry import ModelRegistry, WeightsLocator
+    from model_registry.model_store import human_bytes
     from model_registry.pull import pull
 
     settings = Settings.load()
     settings.ensure_dirs()
-    registry = ModelRegistry.from_files(WeightsLocator(settings.models_dir), settings.config_file)
+    registry = _registry(settings)
     status = 0
     for slug in args.slugs:
         try:
-            for path in pull(registry, slug, endpoint=args.endpoint):
-                print(f"{slug}: {path}")
+            for pulled in pull(registry, slug, endpoint=args.endpoint, report=_stderr_for(slug)):
+                how = "verified" if pulled.fetched else "already there, verified"
+                files = f"{pulled.files} file{'s' if pulled.files != 1 else ''}"
+                print(f"{slug}: {pulled.path} ({files}, {human_bytes(pulled.size_bytes)}, {how} at commit {pulled.commit[:7]})")
+        except KeyboardInterrupt:
+            print(f"{slug}: interrupted; `drylocal pull {slug}` resumes where this stopped", file=sys.stderr)
+            return 130
         except Exception as exc:  # one model failing should not stop the others
             print(f"{slug}: could not pull: {exc}", file=sys.stderr)
             status = 1
     return status
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    from model_registry import UnknownModel
+    from model_registry.model_store import human_bytes, remove_pulled
+
+    settings = Settings.load()
+    registry = _registry(settings)
+    try:
+        spec = registry.get(args.slug)
+    except UnknownModel as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    removal = remove_pulled(registry, spec)
+    for path, size in removal.removed:
+        print(f"removed {path} ({human_bytes(size)})")
+    for path, why in removal.kept:
+        print(f"left {path}: {why}")
+    if not removal.removed:
+        print(f"{spec.slug}: nothing of it in {settings.models_dir} to remove", file=sys.stderr)
+        return 1
+    print(f"{spec.slug}: freed {human_bytes(removal.freed_bytes)}")
+    return 0
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    from model_registry.model_store import AddRefused, add_user_model
+
+    settings = Settings.load()
+    try:
+        spec, kind = add_user_model(
+            _registry(settings),
+            settings.config_file,
+            args.path,
+            args.slug,
+            tasks=args.tasks,
+            backend=args.backend,
+            name=args.name,
+            quantization=args.quantization,
+        )
+    except AddRefused as exc:
+        print(f"could not add {args.path}: {exc}", file=sys.stderr)
+        return 1
+    print(f"added {spec.slug}: {kind.description}, backend {spec.backend}, tasks {', '.join(spec.inference_types)}")
+    print(f"price and limits copied from {kind.template}; change them in {settings.config_file}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,13 +260,30 @@ def build_parser() -> argparse.ArgumentParser:
     account.add_argument("--webhook-url", help="set the account's default webhook ('' clears it)")
     account.set_defaults(func=cmd_account)
 
-    models = commands.add_parser("models", help="list the model catalog and what is installed")
+    models = commands.add_parser("models", help="list the model catalog: installed, size, measured memory")
+    models.add_argument("--json", action="store_true", help="print a JSON list instead of the table")
     models.set_defaults(func=cmd_models)
 
-    pull = commands.add_parser("pull", help="download models' checkpoints from the Hugging Face hub")
+    pull = commands.add_parser("pull", help="download and verify models' checkpoints from the Hugging Face hub")
     pull.add_argument("slugs", nargs="+", metavar="SLUG")
     pull.add_argument("--endpoint", help="a hub mirror (default: $HF_ENDPOINT or huggingface.co)")
     pull.set_defaults(func=cmd_pull)
+
+    rm = commands.add_parser("rm", help="delete a model's pulled weights from the drylocal models folder")
+    rm.add_argument("slug", metavar="SLUG")
+    rm.set_defaults(func=cmd_rm)
+
+    add = commands.add_parser("add", help="register your own checkpoint folder as a model (in config.toml)")
+    add.add_argument("path", type=Path, metavar="PATH")
+    add.add_argument("--slug", required=True, help="the name clients send as `model`")
+    add.add_argument("--task", dest="tasks", action="append", metavar="TASK", help="an inference type it serves (repeatable; default: detected)")
+    add.add_argument("--backend", help="the loader, when the folder's kind is not detected (see model_registry/backends.py)")
+    add.add_argument("--name", help="display name (default: the folder's name)")
+    add.add_argument("--quantization", choices=("nf4", "int8", "fp8", "bf16", "fp16", "fp32"), help="precision on a GPU")
+    add.set_defaults(func=cmd_add)
+    from server import bench
+
+    bench.add_parser(commands)
     return parser
 
 
