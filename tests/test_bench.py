@@ -1,0 +1,37 @@
+"""``drylocal bench`` in-process on the embedded defaults with a short trace: every field of its report."""
+
+from __future__ import annotations
+
+import json
+
+from server.cli import main
+
+PER_MODEL = {
+    "task", "model", "jobs", "done", "failed", "cold_load_seconds", "first_job_seconds", "latency_p50_seconds",
+    "latency_p95_seconds", "throughput_jobs_per_second", "busy_seconds", "dryapi_price_per_job_usd",
+    "energy_cost_per_job_usd",
+}
+
+
+def test_short_bench_reports_every_field_per_model(tmp_path, capsys):
+    out = tmp_path / "out"
+    status = main(["bench", "--short", "--home", str(tmp_path / "home"), "--out", str(out), "--power-watts", "65"])
+    printed = capsys.readouterr().out
+    assert status == 0, printed
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["models"]) == {"embeddings", "speech", "ocr", "transcription"}
+    for name, values in report["models"].items():
+        assert set(values) == PER_MODEL, name
+        assert values["done"] == values["jobs"] > 0 and values["failed"] == 0
+        assert values["latency_p95_seconds"] >= values["latency_p50_seconds"] > 0
+        assert values["cold_load_seconds"] > 0 and values["throughput_jobs_per_second"] >= 0
+        assert values["dryapi_price_per_job_usd"] is not None and values["energy_cost_per_job_usd"] >= 0
+        assert len(report["latencies"][name]) == values["done"]
+    assert report["peak_memory_bytes"] > 0 and report["peak_process_rss_bytes"] > 0
+    assert report["model_loads"] >= 3 and report["model_evictions"] >= 0  # Piper loaded before, making the speech
+    assert report["memory_over_time"] and report["settings"]["power_watts"] == 65
+    for plot in ("latency.png", "memory.png"):
+        assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "MiniLM_L6_v2" in printed and "p95 s" in printed
+    # The dashboard of that data folder shows this report.
+    assert json.loads((tmp_path / "home" / "bench" / "last-report.json").read_text())["models"] == report["models"]
