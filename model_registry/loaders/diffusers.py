@@ -7,6 +7,7 @@ runs in bf16. On the CPU everything is float32: bitsandbytes and bf16 kernels do
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from model_registry.backends import LoadedModel
@@ -60,15 +61,48 @@ def pipeline_memory(pipe) -> int:
     return sum(module_bytes(c) for c in pipe.components.values() if isinstance(c, torch.nn.Module))
 
 
-def load(spec: ModelSpec, path: Path, device: str) -> LoadedModel:
+def _prequantized(options: dict, cache_dir: Path | None, quantization: str) -> Path | None:
+    """Where this model's quantized transformer is (or will be) kept, when it is quantized at load."""
+    if cache_dir is None or "quantization_config" not in options:
+        return None
+    return cache_dir / f"{quantization}-transformer"
+
+
+def _use_prequantized(options: dict, folder: Path) -> dict:
+    """Load the saved quantized transformer as is (its config carries the quantization) and give it to
+    the pipeline, which then quantizes nothing."""
+    from diffusers import AutoModel
+
+    transformer = AutoModel.from_pretrained(str(folder), dtype=options["dtype"], local_files_only=True)
+    return {**{k: v for k, v in options.items() if k != "quantization_config"}, "transformer": transformer}
+
+
+def _save_prequantized(pipe, folder: Path) -> None:
+    """Written beside, then renamed: a crash mid-save never leaves a half checkpoint to load."""
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    pipe.transformer.save_pretrained(str(partial))
+    shutil.rmtree(folder, ignore_errors=True)
+    partial.rename(folder)
+
+
+def load(spec: ModelSpec, path: Path, device: str, cache_dir: Path | None = None) -> LoadedModel:
+    """``cache_dir``: where the first load of an NF4/INT8 model keeps its quantized transformer, so later
+    loads read it instead of quantizing the full-precision weights again."""
     from diffusers import DiffusionPipeline
     from diffusers.utils import logging as diffusers_logging
 
     diffusers_logging.disable_progress_bar()
     options, precision = _options(spec, device)
     options.update(_processor_override(path))
+    prequantized = _prequantized(options, cache_dir, spec.quantization)
+    reused = prequantized is not None and (prequantized / "config.json").is_file()
+    if reused:
+        options = _use_prequantized(options, prequantized)
     with measured_load(device) as measured:
         pipe = DiffusionPipeline.from_pretrained(str(path), local_files_only=True, **options)
+        if prequantized is not None and not reused and hasattr(pipe, "transformer"):
+            _save_prequantized(pipe, prequantized)
         if spec.quantization == "fp8" and device.startswith("cuda") and hasattr(pipe, "transformer"):
             import torch
 
@@ -85,5 +119,5 @@ def load(spec: ModelSpec, path: Path, device: str) -> LoadedModel:
         device=device,
         memory_bytes=memory,
         precision=precision,
-        extras={"pipeline_class": type(pipe).__name__, "weights_path": str(path)},
+        extras={"pipeline_class": type(pipe).__name__, "weights_path": str(path), "prequantized": reused},
     )
