@@ -152,7 +152,7 @@ _WHISPER_TYPES = ("video2text", "audio2text", "video_file2text", "audio_file2tex
 
 # Diffusers pipeline families by class-name prefix, most specific first.
 _DIFFUSERS_FAMILIES = (
-    ("LTX2", None, (), ""),  # LTX-2 has no loader in this build yet
+    ("LTX2", "diffusers-ltx2", ("txt2video", "img2video", "aud2video"), "Ltx2_3_19B_Dist_INT8"),
     ("LTX", "diffusers-ltx", ("txt2video", "img2video"), "Ltxv_13B_0_9_8_Distilled_FP8"),
     ("AceStep", "ace-step", ("txt2music",), "ACE-Step-v1.5-turbo"),
     # FLUX.1 Kontext edits or generates; it takes one image and tens of steps, as Qwen-Image-Edit does.

@@ -237,6 +237,17 @@ def test_add_detects_a_diffusers_pipeline_and_prices_it_like_its_catalog_sibling
     assert re.search(r"^MyFlux +ready +\d", capsys.readouterr().out, re.M)
 
 
+def test_add_detects_an_ltx2_pipeline_with_its_three_video_tasks(home, tmp_path, capsys):
+    import json as jsonlib
+
+    folder = tmp_path / "ltx2"
+    folder.mkdir()
+    (folder / "model_index.json").write_text(jsonlib.dumps({"_class_name": "LTX2Pipeline"}))
+    assert main(["add", str(folder), "--slug", "MyLtx2"]) == 0
+    out = capsys.readouterr().out
+    assert "backend diffusers-ltx2, tasks txt2video, img2video, aud2video" in out and "Ltx2_3_19B_Dist_INT8" in out
+
+
 def test_add_refuses_a_slug_already_taken(home, tiny_checkpoints, capsys):
     assert main(["add", str(tiny_checkpoints["flux"]), "--slug", "flux1schnell"]) == 1
     assert "the slug flux1schnell is taken by model Flux1schnell" in capsys.readouterr().err
