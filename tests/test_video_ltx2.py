@@ -78,6 +78,20 @@ def test_img2video_with_first_and_last_frames(api_ltx2):
     assert video_facts(fetch(api_ltx2, status["result_url"]))[1:] == (64, 32, 9)
 
 
+def test_last_frame_is_placed_at_the_last_latent_frame(tiny_ltx2):
+    """LTX-2 reads a condition's index in latent frames; a pixel index past them is silently dropped."""
+    from diffusers import LTX2Pipeline
+    from PIL import Image
+
+    from engine.tasks.video import _frame_conditions
+    from model_registry import LoadedModel
+
+    model = LoadedModel(spec=None, handle=LTX2Pipeline.from_pretrained(tiny_ltx2), device="cpu", memory_bytes=0, precision="fp32")
+    image = Image.new("RGB", (64, 32))
+    _, conditions = _frame_conditions(model, [image], [image], (64, 32), 17)
+    assert [c.index for c in conditions] == [0, -1]
+
+
 def test_aud2video_muxes_the_given_soundtrack_for_the_videos_length(api_ltx2):
     data = {k: str(v) for k, v in {**BODY, "frames": 24}.items()}
     files = {"audio": ("tone.wav", tone(440, 3.0), "audio/wav"), "first_frame_image": ("a.png", png((0, 255, 0)), "image/png")}

@@ -47,9 +47,10 @@ def _frame_conditions(model: LoadedModel, first, last, size: tuple[int, int], nu
     if is_ltx2(model.handle):
         from diffusers.pipelines.ltx2.pipeline_ltx2_condition import LTX2VideoCondition
 
+        # LTX-2 counts condition positions in latent frames: -1 is the last one, whatever the length.
         made = [LTX2VideoCondition(frames=first[0].resize(size), index=0)] if first else []
         if last:
-            made.append(LTX2VideoCondition(frames=last[0].resize(size), index=num_frames - 1))
+            made.append(LTX2VideoCondition(frames=last[0].resize(size), index=-1))
         return ltx2_condition_pipeline(model), made
     from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
 
