@@ -138,3 +138,16 @@ def test_mel_filters_are_slaney_normalized_triangles():
     hz_per_bin = 8000 / 512
     areas = filters.sum(axis=1) * hz_per_bin
     assert np.allclose(areas[8:], 1.0, rtol=0.1)  # unit area (Slaney); the narrowest low filters are undersampled
+
+
+def test_previews_read_the_middle_latent_frame_not_the_packed_tokens(tiny_ltx2):
+    from diffusers import LTX2Pipeline
+
+    from engine.tasks.video import _video_latents
+
+    pipe = LTX2Pipeline.from_pretrained(tiny_ltx2)
+    frames, rows, cols = 3, 2, 4  # 17 frames of 128x64 under 8x time and 32x space compression
+    packed = torch.randn(1, frames * rows * cols + 5, 8)  # 5 keyframe tokens appended by a condition
+    unpacked = _video_latents(17, (128, 64))(pipe, packed)
+    assert unpacked.shape == (1, 8, frames, rows, cols)
+    assert torch.equal(unpacked[0, :, 0, 0, 0], packed[0, 0])

@@ -126,18 +126,28 @@ def latent_preview(latents, width: int, height: int) -> bytes:
 class StepReporter:
     """diffusers' ``callback_on_step_end``: progress every step, a preview every few steps."""
 
-    def __init__(self, progress: Callable[..., None], steps: int, width: int, height: int, previews: int = 4) -> None:
+    def __init__(
+        self,
+        progress: Callable[..., None],
+        steps: int,
+        width: int,
+        height: int,
+        previews: int = 4,
+        unpack: Callable[[Any, Any], Any] | None = None,
+    ) -> None:
         self.progress = progress
         self.steps = max(1, steps)
         self.width, self.height = width, height
         self.every = max(1, math.ceil(self.steps / previews))
+        self.unpack = unpack
+        """(pipe, latents) -> latents the preview can read, for pipelines whose packing it cannot guess."""
 
     def __call__(self, pipe, step: int, timestep, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
         done = step + 1
         preview = None
         latents = callback_kwargs.get("latents")
         if latents is not None and (done % self.every == 0 or done == self.steps):
-            preview = latent_preview(latents, self.width, self.height)
+            preview = latent_preview(self.unpack(pipe, latents) if self.unpack else latents, self.width, self.height)
         # The last 1% is the VAE decode and the PNG: "done" is reported by the worker, not here.
         self.progress(99.0 * done / self.steps, preview)
         return callback_kwargs

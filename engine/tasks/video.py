@@ -87,7 +87,7 @@ class VideoGeneration:
                 kwargs["audio_latents"], given_audio = soundtrack_latents(pipe, soundtrack, num_frames / fps)
             except ValueError as exc:  # no audio track, an empty file
                 raise JobFailure("INVALID_INPUT", f"The audio could not be read: {exc}") from exc
-        reporter = StepReporter(progress, kwargs["num_inference_steps"], *size)
+        reporter = StepReporter(progress, kwargs["num_inference_steps"], *size, unpack=_video_latents(num_frames, size))
         if "callback_on_step_end" in accepted:
             kwargs["callback_on_step_end"] = reporter
         try:
@@ -106,6 +106,25 @@ class VideoGeneration:
         if audio is not None:
             meta["audio_sample_rate"] = audio_rate
         return TaskResult(data=data, filename="video.mp4", content_type="video/mp4", alt_formats={"png": poster.data}, meta=meta)
+
+
+def _video_latents(num_frames: int, size: tuple[int, int]):
+    """LTX packs video latents as tokens (B, frames x rows x cols, C); unpacked to (B, C, F, H, W), the
+    preview shows the middle latent frame instead of every frame's tokens stacked into one picture.
+    Keyframe tokens a condition pipeline appends after the video's are left out."""
+
+    def unpack(pipe, latents):
+        if latents.ndim != 3 or not hasattr(pipe, "_unpack_latents"):
+            return latents
+        spatial, temporal = pipe.vae_spatial_compression_ratio, pipe.vae_temporal_compression_ratio
+        patch, patch_t = pipe.transformer_spatial_patch_size, pipe.transformer_temporal_patch_size
+        frames = ((num_frames - 1) // temporal + 1) // patch_t
+        rows, cols = size[1] // spatial // patch, size[0] // spatial // patch
+        if latents.shape[1] < frames * rows * cols or min(frames, rows, cols) < 1:
+            return latents
+        return pipe._unpack_latents(latents[:, : frames * rows * cols], frames, rows, cols, patch, patch_t)
+
+    return unpack
 
 
 def _soundtrack(pipe, output, given, seconds: float):
