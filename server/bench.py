@@ -14,6 +14,8 @@ import asyncio
 import contextlib
 import io
 import json
+import logging
+import os
 import random
 import resource
 import shutil
@@ -63,6 +65,8 @@ class Job:
 class Samples:
     started: float = field(default_factory=time.monotonic)
     memory: list[tuple[float, float]] = field(default_factory=list)
+    per_model: dict[str, float] = field(default_factory=dict)  # peak memory each model was seen holding
+    rss: list[tuple[float, int]] = field(default_factory=list)  # this process, when the server runs in it
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
@@ -94,14 +98,27 @@ def default_mix(client: httpx.Client, scale: int) -> list[Kind]:
 
 
 def kinds_from_trace(path: Path) -> list[Kind]:
-    """A JSON list of {name?, task, model, body, count, rate_per_s}; bodies are sent as JSON."""
+    """A JSON list of {name?, task, model, body, files?, count, rate_per_s}.
+
+    Bodies go as JSON; an entry with ``files`` ({field: path}, relative to the trace) goes as a multipart
+    form instead, the way the upload routes (img2txt, audiofile2txt, ...) take it.
+    """
     entries = json.loads(path.read_text())
-    return [
-        Kind(entry.get("name") or f"{entry['task']}:{entry['model']}", entry["task"], entry["model"],
-             json={"model": entry["model"], **entry.get("body", {})}, count=int(entry.get("count", 10)),
-             rate_per_s=float(entry.get("rate_per_s", 2.0)))
-        for entry in entries
-    ]
+    kinds = []
+    for entry in entries:
+        body = {"model": entry["model"], **entry.get("body", {})}
+        uploads = {name: path.parent / file for name, file in entry.get("files", {}).items()}
+        kinds.append(Kind(
+            entry.get("name") or f"{entry['task']}:{entry['model']}", entry["task"], entry["model"],
+            json=None if uploads else body,
+            files={name: (file.name, file.read_bytes(), "application/octet-stream") for name, file in uploads.items()} or None,
+            data={k: v if isinstance(v, str) else json.dumps(v) for k, v in body.items()} if uploads else None,
+            count=int(entry.get("count", 10)), rate_per_s=float(entry.get("rate_per_s", 2.0)),
+        ))
+    return kinds
+
+
+WORKLOADS = {"default-mix": default_mix}
 
 
 # ------------------------------------------------------------------ running
@@ -125,19 +142,35 @@ def _arrivals(kind: Kind, rng: random.Random, poisson: bool) -> list[float]:
     return times
 
 
+async def _status(http: httpx.AsyncClient, request_id: str, attempts: int = 5) -> dict[str, Any]:
+    """A poll is idempotent, so a connection the server closed as idle is simply retried."""
+    for attempt in range(attempts):
+        try:
+            return (await http.get(f"{API}/request-status/{request_id}")).json()["data"]
+        except httpx.TransportError:
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.1 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 async def _one_job(http: httpx.AsyncClient, kind: Kind, delay: float, jobs: list[Job]) -> None:
     await asyncio.sleep(delay)
     job = Job(kind.name, kind.model, time.monotonic())
     jobs.append(job)
     request = {"json": kind.json} if kind.json is not None else {"files": kind.files, "data": kind.data}
-    response = await http.post(f"{API}/{kind.task}", **request)
+    try:
+        response = await http.post(f"{API}/{kind.task}", **request)
+    except httpx.TransportError as exc:  # not retried: the job may have been queued; one lost job, not the run
+        job.status, job.error, job.finished = "lost", repr(exc), time.monotonic()
+        return
     if response.status_code != 200:
         job.status, job.error, job.finished = "refused", response.text[:200], time.monotonic()
         return
     request_id = response.json()["data"]["request_id"]
     pause = 0.01
     while True:
-        data = (await http.get(f"{API}/request-status/{request_id}")).json()["data"]
+        data = await _status(http, request_id)
         if data["status"] in ("done", "error"):
             job.status, job.finished = data["status"], time.monotonic()
             job.error = data.get("error_message")
@@ -149,7 +182,7 @@ async def _one_job(http: httpx.AsyncClient, kind: Kind, delay: float, jobs: list
 def _scrape(client: httpx.Client) -> dict[str, Any]:
     from prometheus_client.parser import text_string_to_metric_families
 
-    found: dict[str, Any] = {"load_seconds": {}, "run_seconds": {}}
+    found: dict[str, Any] = {"load_seconds": {}, "run_seconds": {}, "model_memory": {}}
     for family in text_string_to_metric_families(client.get("/metrics").text):
         for sample in family.samples:
             if sample.name == "drylocal_memory_in_use_bytes":
@@ -158,6 +191,8 @@ def _scrape(client: httpx.Client) -> dict[str, Any]:
                 found["loads"] = sample.value
             elif sample.name == "drylocal_model_evictions_total":
                 found["evictions"] = sample.value
+            elif sample.name == "drylocal_model_memory_bytes":
+                found["model_memory"][sample.labels["model"]] = sample.value
             elif sample.name == "drylocal_model_load_seconds":
                 found["load_seconds"][sample.labels["model"]] = sample.value
             elif sample.name == "drylocal_job_run_seconds_sum":
@@ -166,22 +201,36 @@ def _scrape(client: httpx.Client) -> dict[str, Any]:
     return found
 
 
-async def _sample_memory(client: httpx.Client, samples: Samples, stop: asyncio.Event) -> None:
+def _process_rss() -> int | None:
+    """This process's resident memory now; ``ru_maxrss`` only gives the peak, not a curve. Linux only."""
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+async def _sample_memory(client: httpx.Client, samples: Samples, stop: asyncio.Event, in_process: bool) -> None:
     while not stop.is_set():
         scraped = await asyncio.to_thread(_scrape, client)
-        samples.memory.append((time.monotonic() - samples.started, scraped.get("memory", 0.0)))
+        now = time.monotonic() - samples.started
+        samples.memory.append((now, scraped.get("memory", 0.0)))
+        for slug, held in scraped["model_memory"].items():
+            samples.per_model[slug] = max(held, samples.per_model.get(slug, 0.0))
+        if in_process and (rss := _process_rss()) is not None:
+            samples.rss.append((now, rss))
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), 0.25)
 
 
-async def _drive(base_url: str, key: str, kinds: list[Kind], poisson: bool, seed: int) -> tuple[list[Job], Samples]:
+async def _drive(base_url: str, key: str, kinds: list[Kind], poisson: bool, seed: int,
+                 in_process: bool) -> tuple[list[Job], Samples]:
     rng = random.Random(seed)
     jobs: list[Job] = []
     samples = Samples()
     headers = {"Authorization": f"Bearer {key}"}
     with httpx.Client(base_url=base_url, headers=headers, timeout=120) as client:
         stop = asyncio.Event()
-        sampler = asyncio.create_task(_sample_memory(client, samples, stop))
+        sampler = asyncio.create_task(_sample_memory(client, samples, stop, in_process))
         async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=600) as http:
             await asyncio.gather(*(
                 _one_job(http, kind, delay, jobs) for kind in kinds for delay in _arrivals(kind, rng, poisson)
@@ -224,6 +273,9 @@ def summarize(kinds: list[Kind], jobs: list[Job], samples: Samples, before: dict
             "latency_p95_seconds": round(_percentile(warm, 95), 4),
             "throughput_jobs_per_second": round(len(done) / span, 3) if span > 0 else 0.0,
             "busy_seconds": round(busy, 3),
+            # Latency counts the wait in the queue; this is the executor's time per job alone.
+            "service_seconds_per_job": round(busy / len(done), 4) if done else None,
+            "peak_memory_bytes": int(samples.per_model.get(kind.model, 0.0)),
             "dryapi_price_per_job_usd": prices.get(kind.name),
             "energy_cost_per_job_usd": round(energy_kwh * kwh_price / max(1, len(done)), 8),
         }
@@ -232,6 +284,7 @@ def summarize(kinds: list[Kind], jobs: list[Job], samples: Samples, before: dict
         "models": models,
         "peak_memory_bytes": int(peak),
         "peak_process_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 if in_process else None,
+        "process_rss_over_time": [[round(t, 3), rss] for t, rss in samples.rss],
         "model_loads": int(after.get("loads", 0) - before.get("loads", 0)),
         "model_evictions": int(after.get("evictions", 0) - before.get("evictions", 0)),
         "memory_over_time": [[round(t, 3), int(m)] for t, m in samples.memory],
@@ -252,18 +305,21 @@ def table(report: dict[str, Any]) -> str:
     columns = [
         ("model", "model", "{}"), ("task", "task", "{}"), ("done", "done", "{}"),
         ("cold load s", "cold_load_seconds", "{:.3f}"), ("p50 s", "latency_p50_seconds", "{:.3f}"),
-        ("p95 s", "latency_p95_seconds", "{:.3f}"), ("jobs/s", "throughput_jobs_per_second", "{:.2f}"),
+        ("p95 s", "latency_p95_seconds", "{:.3f}"), ("run s/job", "service_seconds_per_job", "{:.3f}"),
+        ("jobs/s", "throughput_jobs_per_second", "{:.2f}"), ("peak MB", "peak_memory_bytes", "{}"),
         ("dryAPI $/job", "dryapi_price_per_job_usd", "{:.6f}"), ("energy $/job", "energy_cost_per_job_usd", "{:.8f}"),
     ]
     rows = [[title for title, _, _ in columns]]
     for values in report["models"].values():
-        rows.append([fmt.format(values[key]) if values[key] is not None else "-" for _, key, fmt in columns])
+        shown = {**values, "peak_memory_bytes": f"{values['peak_memory_bytes'] / 1e6:.0f}"}
+        rows.append([fmt.format(shown[key]) if shown[key] is not None else "-" for _, key, fmt in columns])
     widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in rows]
     lines.insert(1, "  ".join("-" * width for width in widths))
     lines.append(
         f"peak model memory {report['peak_memory_bytes'] / 1e6:.1f} MB, loads {report['model_loads']}, "
         f"evictions {report['model_evictions']}"
+        + (f", peak process RSS {report['peak_process_rss_bytes'] / 1e6:.0f} MB" if report["peak_process_rss_bytes"] else "")
     )
     return "\n".join(lines)
 
@@ -287,9 +343,12 @@ def plot(report: dict[str, Any], folder: Path) -> list[Path]:
 
     figure, axes = plt.subplots(figsize=(8, 4))
     points = report["memory_over_time"]
-    axes.plot([t for t, _ in points], [m / 1e6 for _, m in points], drawstyle="steps-post")
+    axes.plot([t for t, _ in points], [m / 1e6 for _, m in points], drawstyle="steps-post", label="models (/metrics)")
+    if rss := report.get("process_rss_over_time"):
+        axes.plot([t for t, _ in rss], [m / 1e6 for _, m in rss], label="process RSS")
+    axes.legend()
     axes.set_xlabel("time (s)")
-    axes.set_ylabel("model memory (MB)")
+    axes.set_ylabel("memory (MB)")
     axes.set_title("Memory in use over the run")
     memory = folder / "memory.png"
     figure.tight_layout()
@@ -322,7 +381,10 @@ def _in_process_server(home: Path | None) -> Iterator[tuple[str, str, Path]]:
     store = AccountStore(Database(settings.db_path))
     account = store.find_account("drylocal-bench") or store.create_account("drylocal-bench", tier="unlimited")
     key = store.create_key(account, "drylocal-bench")
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    # A model load in this process holds the GIL for seconds; with uvicorn's 5 s keep-alive the server then
+    # closes pooled connections just as the bench reuses them (httpx.ReadError). Keep them open longer.
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", timeout_keep_alive=300)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 120
@@ -338,6 +400,8 @@ def _in_process_server(home: Path | None) -> Iterator[tuple[str, str, Path]]:
 
 def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     scale = 1 if args.short else args.scale
+    # Litestar logs the root logger at INFO; the bench's own polling would bury the table.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     with contextlib.ExitStack() as stack:
         if args.url:
             base_url, key, home = args.url.rstrip("/"), args.key, None
@@ -347,7 +411,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             if args.trace:
                 kinds = kinds_from_trace(Path(args.trace))
             else:
-                kinds = default_mix(client, scale)
+                kinds = WORKLOADS[args.workload](client, scale)
                 if args.task:
                     kinds = [k for k in kinds if k.task == args.task]
                 if args.model:
@@ -356,10 +420,10 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                 raise SystemExit("drylocal bench: the workload is empty (check --task / --model)")
             prices = _prices(client, kinds)
             before = _scrape(client)
-        jobs, samples = asyncio.run(_drive(base_url, key, kinds, args.poisson, args.seed))
+        jobs, samples = asyncio.run(_drive(base_url, key, kinds, args.poisson, args.seed, not args.url))
         report = summarize(kinds, jobs, samples, before, prices, args.power_watts, args.kwh_price, not args.url)
     report["settings"] = {
-        "url": args.url or "in-process", "workload": args.trace or "default-mix", "scale": scale, "poisson": args.poisson,
+        "url": args.url or "in-process", "workload": args.trace or args.workload, "scale": scale, "poisson": args.poisson,
         "seed": args.seed, "power_watts": args.power_watts, "kwh_price_usd": args.kwh_price,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -382,7 +446,8 @@ def add_parser(commands) -> None:
     bench.add_argument("--home", help="data folder for the in-process server (default: DRYLOCAL_HOME)")
     bench.add_argument("--task", help="only this task of the default mix")
     bench.add_argument("--model", help="only this model of the default mix")
-    bench.add_argument("--trace", help="a JSON workload: [{task, model, body, count, rate_per_s}]")
+    bench.add_argument("--workload", choices=sorted(WORKLOADS), default="default-mix", help="a built-in workload")
+    bench.add_argument("--trace", help="a JSON workload: [{task, model, body, files?, count, rate_per_s}]")
     bench.add_argument("--scale", type=int, default=5, help="jobs per kind, in units of the default mix")
     bench.add_argument("--short", action="store_true", help="a few jobs per kind (CI)")
     bench.add_argument("--poisson", action="store_true", help="random (Poisson) arrivals instead of regular ones")

@@ -29,7 +29,7 @@ def last_bench_report_path(engine: Engine) -> Path:
 
 @get("/", include_in_schema=False)
 async def dashboard_page() -> Response[bytes]:
-    return Response((STATIC / "dashboard.html").read_bytes(), media_type="text/html; charset=utf-8")
+    return Response((STATIC / "dashboard.html").read_bytes(), media_type="text/html")
 
 
 @get("/dashboard/state", operation_id="dashboard_state", summary="Jobs, models and memory for the dashboard")
