@@ -13,7 +13,7 @@ import secrets
 import shutil
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
@@ -127,7 +127,10 @@ class Engine:
             self.events.publish(_event(job, "processing"))
         for job in self.jobs.pending():
             self._queue(job)
-        for job_id in self.webhooks.unrecorded_endings(since=time.time() - 24 * 3600):
+        day_ago = time.time() - 24 * 3600
+        for job_id in self.webhooks.unrecorded_starts(since=day_ago):
+            self.events.publish(replace(_event(self.jobs.get(job_id), "pending"), status="processing"))
+        for job_id in self.webhooks.unrecorded_endings(since=day_ago):
             job = self.jobs.get(job_id)
             self.events.publish(_event(job, "processing"))
 

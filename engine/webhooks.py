@@ -152,6 +152,17 @@ class WebhookOutbox:
         )
         return [row["id"] for row in rows]
 
+    def unrecorded_starts(self, since: float) -> list[str]:
+        """Jobs that started and ended (since ``since``) with a webhook but no processing delivery
+        recorded: the process stopped between persisting the start and recording its webhook. (A job
+        the crash left running is re-queued and records its start again when it runs.)"""
+        rows = self.db.query(
+            "SELECT id FROM jobs WHERE webhook_url IS NOT NULL AND status IN ('done', 'error') AND started_at >= ?"
+            " AND id NOT IN (SELECT job_id FROM webhook_outbox WHERE event = 'job.processing')",
+            (since,),
+        )
+        return [row["id"] for row in rows]
+
     # ---------------------------------------------------------------- delivering
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="drylocal-webhooks")

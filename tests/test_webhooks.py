@@ -179,6 +179,24 @@ def test_unsafe_webhook_urls_are_422(api, url, reason):
     assert error["field"] == "webhook_url" and reason in error["messages"][0].lower()
 
 
+def test_a_start_whose_webhook_was_never_recorded_is_sent_after_a_restart(fast_settings):
+    receiver = Receiver()
+    try:
+        with running_api(fast_settings) as api:
+            request_id = embed(api, receiver.url)
+            eventually(lambda: sorted(receiver.events()) == ["job.completed", "job.processing"])
+            # As if the process had stopped between persisting "processing" and recording its webhook.
+            api.engine.db.execute("DELETE FROM webhook_outbox WHERE event = 'job.processing'")
+        receiver.requests.clear()
+        with running_api(fast_settings):
+            eventually(lambda: receiver.events() == ["job.processing"])
+        body = json.loads(receiver.requests[0][1])
+        assert body["data"]["job_request_id"] == request_id and body["data"]["status"] == "processing"
+        assert body["data"]["started_at"]
+    finally:
+        receiver.close()
+
+
 def test_an_ending_whose_webhook_was_never_recorded_is_sent_after_a_restart(fast_settings):
     receiver = Receiver()
     try:
