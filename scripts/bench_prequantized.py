@@ -39,23 +39,10 @@ def build_pipeline(target: Path, layers: int, single_layers: int, width: int) ->
 
 
 def allow_nf4_on_cpu() -> None:
-    import torch
-    from diffusers import PipelineQuantizationConfig
-    from diffusers.quantizers.bitsandbytes.bnb_quantizer import BnB4BitDiffusersQuantizer
+    from tests.nf4_on_cpu import nf4_patches
 
-    from model_registry.loaders import diffusers as loader
-
-    def options(spec, device):
-        config = PipelineQuantizationConfig(
-            quant_backend="bitsandbytes_4bit",
-            quant_kwargs={"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": torch.float32},
-            components_to_quantize=["transformer"],
-        )
-        return {"dtype": torch.float32, "quantization_config": config}, "nf4"
-
-    loader._options = options
-    BnB4BitDiffusersQuantizer.validate_environment = lambda self, *a, **k: None
-    BnB4BitDiffusersQuantizer.update_device_map = lambda self, device_map: device_map or {"": "cpu"}
+    for owner, name, replacement in nf4_patches():
+        setattr(owner, name, replacement)
 
 
 def main() -> int:

@@ -336,10 +336,7 @@ def plot(report: dict[str, Any], folder: Path) -> list[Path]:
         axes.boxplot([report["latencies"][n] for n in names], tick_labels=names, showfliers=True)
     axes.set_ylabel("latency (s)")
     axes.set_title("Job latency by model")
-    latency = folder / "latency.png"
-    figure.tight_layout()
-    figure.savefig(latency, dpi=100)
-    plt.close(figure)
+    latency = _save(plt, figure, folder / "latency.png")
 
     figure, axes = plt.subplots(figsize=(8, 4))
     points = report["memory_over_time"]
@@ -350,11 +347,14 @@ def plot(report: dict[str, Any], folder: Path) -> list[Path]:
     axes.set_xlabel("time (s)")
     axes.set_ylabel("memory (MB)")
     axes.set_title("Memory in use over the run")
-    memory = folder / "memory.png"
+    return [latency, _save(plt, figure, folder / "memory.png")]
+
+
+def _save(plt, figure, path: Path) -> Path:
     figure.tight_layout()
-    figure.savefig(memory, dpi=100)
+    figure.savefig(path, dpi=100)
     plt.close(figure)
-    return [latency, memory]
+    return path
 
 
 # ------------------------------------------------------------------ entry points

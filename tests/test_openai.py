@@ -15,6 +15,7 @@ from sentence_transformers import SentenceTransformer
 
 from tests.conftest import running_api
 from tests.media_files import SENTENCE
+from tests.user_models import model_entry, register_models
 
 
 @pytest.fixture
@@ -70,50 +71,14 @@ def test_image_generation(settings, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("openai-images")
     path, klein = build_tiny_flux(root / "flux"), build_tiny_flux2_klein(root / "klein")
-    settings.home.mkdir(parents=True, exist_ok=True)
-    settings.config_file.write_text(
-        f"""
-[[models]]
-slug = "TinyFlux"
-name = "TinyFlux"
-inference_types = ["txt2img"]
-backend = "diffusers"
-vram_bytes = 10_000_000
-source = {{ path = "{path}" }}
-price = {{ formula = "image_steps", rates = {{ per_step_512 = 0.00034 }} }}
-[models.info.limits]
-min_width = 32
-max_width = 256
-min_height = 32
-max_height = 256
-resolution_step = 16
-[models.info.features]
-supports_guidance = false
-[models.info.defaults]
-steps = 2
-
-[[models]]
-slug = "TinyKlein"
-name = "TinyKlein"
-inference_types = ["img2img"]
-backend = "diffusers"
-vram_bytes = 10_000_000
-source = {{ path = "{klein}" }}
-price = {{ formula = "image_steps", rates = {{ per_step_512 = 0.00034 }} }}
-[models.info.limits]
-min_width = 32
-max_width = 256
-min_height = 32
-max_height = 256
-resolution_step = 16
-min_steps = 1
-max_steps = 4
-max_input_images = 3
-[models.info.features]
-supports_guidance = false
-[models.info.defaults]
-steps = 2
-"""
+    price = {"formula": "image_steps", "rates": {"per_step_512": 0.00034}}
+    limits = {"min_width": 32, "max_width": 256, "min_height": 32, "max_height": 256, "resolution_step": 16}
+    features, defaults = {"supports_guidance": False}, {"steps": 2}
+    register_models(
+        settings,
+        model_entry("TinyFlux", ["txt2img"], "diffusers", path, price, limits=limits, features=features, defaults=defaults),
+        model_entry("TinyKlein", ["img2img"], "diffusers", klein, price, features=features, defaults=defaults,
+                    limits={**limits, "min_steps": 1, "max_steps": 4, "max_input_images": 3}),
     )
     with running_api(settings) as api:
         client = openai.OpenAI(base_url=f"{api.client.base_url}/v1", api_key=api.key, http_client=api.client, max_retries=0)

@@ -6,33 +6,20 @@ itself runs NF4 on the CPU), so this test lifts those two and asks the loader fo
 
 from __future__ import annotations
 
-import time
 
 import pytest
 import torch
 
 from model_registry import ModelRegistry, WeightsLocator
-from model_registry.loaders import diffusers as diffusers_loader
 from tests import flux_checkpoint
+from tests.nf4_on_cpu import nf4_patches
 from tests.user_models import register_models, tiny_flux_entry
 
 
 @pytest.fixture
 def nf4_on_cpu(monkeypatch):
-    from diffusers import PipelineQuantizationConfig
-    from diffusers.quantizers.bitsandbytes.bnb_quantizer import BnB4BitDiffusersQuantizer
-
-    def gpu_options(spec, device):
-        config = PipelineQuantizationConfig(
-            quant_backend="bitsandbytes_4bit",
-            quant_kwargs={"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": torch.float32},
-            components_to_quantize=["transformer"],
-        )
-        return {"dtype": torch.float32, "quantization_config": config}, "nf4"
-
-    monkeypatch.setattr(diffusers_loader, "_options", gpu_options)
-    monkeypatch.setattr(BnB4BitDiffusersQuantizer, "validate_environment", lambda self, *a, **k: None)
-    monkeypatch.setattr(BnB4BitDiffusersQuantizer, "update_device_map", lambda self, device_map: device_map or {"": "cpu"})
+    for owner, name, replacement in nf4_patches():
+        monkeypatch.setattr(owner, name, replacement)
 
 
 def image(loaded) -> torch.Tensor:
