@@ -361,20 +361,14 @@ def _save(plt, figure, path: Path) -> Path:
 @contextlib.contextmanager
 def _in_process_server(home: Path | None) -> Iterator[tuple[str, str, Path]]:
     """drylocal on a free port of this machine, on the data folder, with a key of its own."""
-    import socket
-    import threading
-
-    import uvicorn
-
     from engine import Settings
     from engine.accounts import AccountStore
     from engine.database import Database
     from model_registry.embedded import provision_embedded
     from server.app import create_app
+    from server.threaded import free_port, serving_in_thread
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     settings = Settings.load(**({"home": home} if home else {}), port=port)
     settings.ensure_dirs()
     provision_embedded(settings.models_dir)
@@ -383,19 +377,11 @@ def _in_process_server(home: Path | None) -> Iterator[tuple[str, str, Path]]:
     key = store.create_key(account, "drylocal-bench")
     # A model load in this process holds the GIL for seconds; with uvicorn's 5 s keep-alive the server then
     # closes pooled connections just as the bench reuses them (httpx.ReadError). Keep them open longer.
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", timeout_keep_alive=300)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 120
-    while not server.started and thread.is_alive() and time.time() < deadline:
-        time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}", key, settings.home
+        with serving_in_thread(create_app(settings), port, timeout_keep_alive=300):
+            yield f"http://127.0.0.1:{port}", key, settings.home
     finally:
         store.revoke_key("drylocal-bench")
-        server.should_exit = True
-        thread.join(30)
 
 
 def run_bench(args: argparse.Namespace) -> dict[str, Any]:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ from litestar.testing import TestClient  # noqa: E402
 
 from engine import Engine, Settings  # noqa: E402
 from server.app import create_app  # noqa: E402
+from server.threaded import free_port, serving_in_thread  # noqa: E402
 from tests.checkpoints import build_tiny_xlmr_sentence_transformer, place_in_hf_cache  # noqa: E402
 
 API = "/api/v1/client"
@@ -100,25 +99,10 @@ class LiveServer:
 
 @contextlib.contextmanager
 def live_server(settings: Settings, **engine_options: Any) -> Iterator[LiveServer]:
-    import uvicorn
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    settings = settings.model_copy(update={"port": port})
-    app = create_app(settings, **engine_options)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 60
-    while not server.started and thread.is_alive() and time.time() < deadline:
-        time.sleep(0.05)
-    assert server.started, "the live server did not start"
-    try:
+    port = free_port()
+    app = create_app(settings.model_copy(update={"port": port}), **engine_options)
+    with serving_in_thread(app, port):
         yield LiveServer(port, app)
-    finally:
-        server.should_exit = True
-        thread.join(30)
 
 
 @pytest.fixture
