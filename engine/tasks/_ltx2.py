@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import math
 from pathlib import Path
 from typing import Iterator
 
 from model_registry import LoadedModel
+from model_registry.networks.mel import mel_filters
 
 __all__ = ("condition_pipeline", "holding_audio_fixed", "is_ltx2", "log_mel", "soundtrack_latents")
 
@@ -40,37 +40,6 @@ def condition_pipeline(model: LoadedModel):
         cached.set_progress_bar_config(disable=True)
         model.extras["ltx2_condition_pipeline"] = cached
     return cached
-
-
-def _hz_to_mel(hz):
-    """Slaney's mel scale: linear below 1 kHz, logarithmic above."""
-    import numpy as np
-
-    hz = np.asarray(hz, dtype=np.float64)
-    mel = hz / (200.0 / 3)
-    log_region = hz >= 1000.0
-    return np.where(log_region, 15.0 + np.log(np.maximum(hz, 1e-12) / 1000.0) / (math.log(6.4) / 27.0), mel)
-
-
-def _mel_to_hz(mel):
-    import numpy as np
-
-    mel = np.asarray(mel, dtype=np.float64)
-    hz = mel * (200.0 / 3)
-    log_region = mel >= 15.0
-    return np.where(log_region, 1000.0 * np.exp((math.log(6.4) / 27.0) * (mel - 15.0)), hz)
-
-
-def mel_filters(rate: int, n_fft: int, n_mels: int):
-    """(n_mels, n_fft // 2 + 1) triangular filters from 0 Hz to Nyquist, each of unit area (Slaney)."""
-    import numpy as np
-
-    frequencies = np.linspace(0, rate / 2, n_fft // 2 + 1)
-    edges = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(rate / 2), n_mels + 2))
-    lower = (frequencies[None, :] - edges[:-2, None]) / np.diff(edges)[:-1, None]
-    upper = (edges[2:, None] - frequencies[None, :]) / np.diff(edges)[1:, None]
-    filters = np.maximum(0.0, np.minimum(lower, upper))
-    return (filters * (2.0 / (edges[2:] - edges[:-2]))[:, None]).astype(np.float32)
 
 
 def log_mel(waveform, rate: int, hop: int, n_mels: int):
