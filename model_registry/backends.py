@@ -28,13 +28,14 @@ BACKENDS: dict[str, str] = {
     "transformers-vlm": "model_registry.loaders.transformers_vlm:load",
     # LTX-2 (video with its soundtrack) in the diffusers layout; condition pipelines share its components.
     "diffusers-ltx2": "model_registry.loaders.diffusers:load",
+    # Qwen3-TTS 12 Hz on the project's own network code (qwen-tts cannot be installed beside this stack).
+    "qwen3-tts": "model_registry.loaders.qwen3_tts:load",
 }
 
 # Backends the built-in catalog names whose loaders land with their task family.
 PLANNED_BACKENDS = frozenset(
     {
         "chatterbox",
-        "qwen3-tts",
     }
 )
 

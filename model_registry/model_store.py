@@ -181,6 +181,9 @@ def detect_checkpoint(folder: Path) -> CheckpointKind | None:
     if config.get("model_type") == "whisper":
         description = "a transformers Whisper model (converted to CTranslate2 at its first load)"
         return CheckpointKind(description, "faster-whisper", _WHISPER_TYPES, "WhisperLargeV3", "fp16")
+    if config.get("model_type") == "qwen3_tts" and (folder / "speech_tokenizer" / "config.json").is_file():
+        description = f"a Qwen3-TTS 12 Hz checkpoint ({config.get('tts_model_type') or 'unknown mode'})"
+        return CheckpointKind(description, "qwen3-tts", ("txt2audio",), "Qwen3_TTS", "bf16")
     causal = [name for name in config.get("architectures") or [] if str(name).endswith("ForCausalLM")]
     if causal:
         return CheckpointKind(f"a transformers causal LM ({causal[0]})", "transformers-llm", ("prompt-booster",), "Qwen2_5_0_5B_Instruct", "bf16")

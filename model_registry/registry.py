@@ -107,7 +107,12 @@ class ModelRegistry:
         """Load the weights onto ``device``; blocking, so callers run it on the GPU executor."""
         path = self.require_runnable(spec)
         loader = import_loader(spec.backend)
-        if "cache_dir" in inspect.signature(loader).parameters:
+        parameters = inspect.signature(loader).parameters
+        if "components" in parameters:
+            # Backends that serve some requests from a second checkpoint (a TTS mode) find it here.
+            components = {name: self.locator.find_component(spec, name) for name in spec.components}
+            return loader(spec, path, device, components=components)
+        if "cache_dir" in parameters:
             # Loaders that convert checkpoints (e.g. to CTranslate2) keep the result beside our models.
             return loader(spec, path, device, cache_dir=self.locator.models_dir / ".converted" / spec.slug)
         return loader(spec, path, device)

@@ -37,15 +37,24 @@ class WeightsLocator:
                 return candidate / source.filename if source.filename and candidate.is_dir() else candidate
         return None
 
+    def find_component(self, spec: ModelSpec, name: str) -> Path | None:
+        """Where one of ``spec.components`` is: never the slug's own folder, which holds the main checkpoint."""
+        source = spec.components[name]
+        for candidate in self._candidates(None, source):
+            if candidate is not None and _has_weights(candidate, source.filename):
+                return candidate / source.filename if source.filename and candidate.is_dir() else candidate
+        return None
+
     def store_dir(self, source: Source) -> Path:
         """Where ``drylocal pull`` puts a repo's files inside the drylocal model folder."""
         assert source.repo_id, "only hub sources are pulled"
         return self.models_dir / source.repo_id.replace("/", "--")
 
-    def _candidates(self, slug: str, source: Source):
+    def _candidates(self, slug: str | None, source: Source):
         if source.path:
             yield Path(source.path).expanduser()
-        yield self.models_dir / slug
+        if slug is not None:
+            yield self.models_dir / slug
         if source.repo_id:
             yield self.store_dir(source)
             yield self._hf_snapshot(source)

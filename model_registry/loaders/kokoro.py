@@ -169,7 +169,7 @@ class KokoroVoices:
         voice: str | None = None,
         lang: str | None = None,
         speed: float = 1.0,
-        ref_audio: Path | None = None,
+        ref_audio: tuple | None = None,
         ref_text: str | None = None,
         instruct: str | None = None,
         seed: int | None = None,
