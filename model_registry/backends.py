@@ -30,14 +30,12 @@ BACKENDS: dict[str, str] = {
     "diffusers-ltx2": "model_registry.loaders.diffusers:load",
     # Qwen3-TTS 12 Hz on the project's own network code (qwen-tts cannot be installed beside this stack).
     "qwen3-tts": "model_registry.loaders.qwen3_tts:load",
+    # Chatterbox Multilingual on the project's own network code (chatterbox-tts pins torch 2.6).
+    "chatterbox": "model_registry.loaders.chatterbox:load",
 }
 
 # Backends the built-in catalog names whose loaders land with their task family.
-PLANNED_BACKENDS = frozenset(
-    {
-        "chatterbox",
-    }
-)
+PLANNED_BACKENDS: frozenset[str] = frozenset()
 
 
 @dataclass

@@ -147,7 +147,11 @@ def test_models_paginated_and_filtered(api):
     assert len(voices) == 41 and "af_sky" in voices
 
 
-def test_models_say_whether_weights_are_installed(api):
+def test_models_say_whether_weights_are_installed(api, monkeypatch):
+    from model_registry import backends
+
+    # Every catalog backend has its loader now; take one away to stand for a backend still planned.
+    monkeypatch.delitem(backends.BACKENDS, "chatterbox")
     models = {m["slug"]: m for m in api.get("models", params={"per_page": 50}).json()["data"]}
     assert models["MiniLM_L6_v2"]["installed"] is True and models["MiniLM_L6_v2"]["available"] is True
     assert models["Flux1schnell"]["installed"] is False

@@ -72,8 +72,22 @@ def test_weights_found_in_the_drylocal_models_folder(tmp_path):
     (folder / "config.json").write_text("{}")
     reg = registry(tmp_path)
     availability = reg.availability(reg.get("Chatterbox"))
+    assert availability.installed and availability.runnable and availability.path == folder
+
+
+def test_installed_model_of_a_planned_backend_is_not_runnable(tmp_path, monkeypatch):
+    from model_registry import backends
+
+    # A catalog backend whose loader has not landed yet: its weights are found but nothing runs them.
+    monkeypatch.delitem(backends.BACKENDS, "chatterbox")
+    monkeypatch.setattr(backends, "PLANNED_BACKENDS", frozenset({"chatterbox"}))
+    folder = tmp_path / "models" / "Chatterbox"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    reg = registry(tmp_path)
+    availability = reg.availability(reg.get("Chatterbox"))
     assert availability.installed and availability.path == folder
-    assert not availability.runnable and "backend" in availability.reason
+    assert not availability.runnable and "backend 'chatterbox'" in availability.reason
 
 
 def test_weights_found_in_the_hugging_face_cache(tmp_path):
