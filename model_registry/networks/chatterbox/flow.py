@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model_registry.networks.chatterbox._strict_load import own_entries, require_exact
 from model_registry.networks.chatterbox.conformer import UpsampleConformerEncoder
 from model_registry.networks.chatterbox.flow_estimator import ConditionalDecoder
 
@@ -190,11 +191,6 @@ def _batched(x: torch.Tensor, batch: int, ndim: int, name: str) -> torch.Tensor:
     return x.expand(batch, *x.shape[1:])
 
 
-def _listed(keys: list[str], limit: int = 8) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown if len(keys) <= limit else f"{shown} and {len(keys) - limit} more"
-
-
 def load_flow(
     state_dict: Mapping[str, torch.Tensor],
     prefix: str = "flow.",
@@ -209,23 +205,10 @@ def load_flow(
     its shape, and nothing else under the prefix; a ``ValueError`` names what is missing, unexpected
     or misshapen.
     """
-    own = {key[len(prefix) :]: value for key, value in state_dict.items() if key.startswith(prefix)}
+    own = own_entries(state_dict, prefix)
     with torch.device("meta"):
         model = build()
-    expected = {key: value.shape for key, value in model.state_dict().items()}
-    missing = sorted(expected.keys() - own.keys())
-    unexpected = sorted(own.keys() - expected.keys())
-    misshapen = sorted(k for k in expected.keys() & own.keys() if own[k].shape != expected[k])
-    if missing or unexpected or misshapen:
-        problems = []
-        if missing:
-            problems.append(f"missing {len(missing)}: {_listed([prefix + k for k in missing])}")
-        if unexpected:
-            problems.append(f"unexpected {len(unexpected)}: {_listed([prefix + k for k in unexpected])}")
-        if misshapen:
-            shapes = [f"{prefix}{k} {tuple(own[k].shape)} != {tuple(expected[k])}" for k in misshapen]
-            problems.append(f"misshapen {len(misshapen)}: {_listed(shapes)}")
-        raise ValueError(f"not a CausalMaskedDiffWithXvec state dict under {prefix!r} ({'; '.join(problems)})")
+    require_exact(model, own, prefix, "a CausalMaskedDiffWithXvec")
     own = {k: v.to(dtype) if v.is_floating_point() else v for k, v in own.items()}
     model.load_state_dict(own, strict=True, assign=True)
     return model.eval()

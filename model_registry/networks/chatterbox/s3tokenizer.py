@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model_registry.networks.chatterbox._strict_load import own_entries, require_exact
 from model_registry.networks.mel import mel_filters
 
 __all__ = ("CODEBOOK_SIZE", "SAMPLE_RATE", "TOKEN_RATE", "S3Tokenizer", "load_s3tokenizer")
@@ -309,11 +310,6 @@ def _front_end_buffers(n_mels: int) -> dict[str, torch.Tensor]:
     }
 
 
-def _listed(keys: list[str], limit: int = 8) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown if len(keys) <= limit else f"{shown} and {len(keys) - limit} more"
-
-
 def load_s3tokenizer(
     state_dict: Mapping[str, torch.Tensor],
     prefix: str = "tokenizer.",
@@ -328,27 +324,14 @@ def load_s3tokenizer(
     may be absent (some Chatterbox checkpoints leave them out, and upstream declares them ignorable)
     and are then computed; they stay float32 whatever ``dtype`` is.
     """
-    own = {key[len(prefix) :]: value for key, value in state_dict.items() if key.startswith(prefix)}
+    own = own_entries(state_dict, prefix)
     # Built on the meta device: the checkpoint supplies every tensor, so random init would be wasted.
     with torch.device("meta"):
         model = S3Tokenizer(**geometry)
     front_end = _front_end_buffers(model.n_mels)
     for key, value in front_end.items():
         own.setdefault(key, value)
-    expected = {key: value.shape for key, value in model.state_dict().items()}
-    missing = sorted(expected.keys() - own.keys())
-    unexpected = sorted(own.keys() - expected.keys())
-    misshapen = sorted(k for k in expected.keys() & own.keys() if own[k].shape != expected[k])
-    if missing or unexpected or misshapen:
-        problems = []
-        if missing:
-            problems.append(f"missing {len(missing)}: {_listed([prefix + k for k in missing])}")
-        if unexpected:
-            problems.append(f"unexpected {len(unexpected)}: {_listed([prefix + k for k in unexpected])}")
-        if misshapen:
-            shapes = [f"{prefix}{k} {tuple(own[k].shape)} != {tuple(expected[k])}" for k in misshapen]
-            problems.append(f"misshapen {len(misshapen)}: {_listed(shapes)}")
-        raise ValueError(f"not an S3Tokenizer state dict under {prefix!r} ({'; '.join(problems)})")
+    require_exact(model, own, prefix, "an S3Tokenizer")
     own = {k: v.to(torch.float32 if k in front_end else dtype) for k, v in own.items()}
     model.load_state_dict(own, strict=True, assign=True)
     return model.eval()

@@ -48,6 +48,7 @@ from transformers import LlamaConfig, LlamaModel
 from transformers.cache_utils import DynamicCache
 from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
+from model_registry.networks.chatterbox._strict_load import own_entries, require_exact
 from model_registry.networks.chatterbox.t3_alignment import (
     ALIGNMENT_HEADS,
     AlignmentStreamAnalyzer,
@@ -325,11 +326,6 @@ def _check_range(tokens: torch.Tensor, vocab: int, name: str) -> None:
         raise ValueError(f"{name} must lie in [0, {vocab}), got {int(tokens.min())}..{int(tokens.max())}")
 
 
-def _listed(keys: list[str], limit: int = 8) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown if len(keys) <= limit else f"{shown} and {len(keys) - limit} more"
-
-
 def load_t3(
     state_dict: Mapping[str, torch.Tensor],
     prefix: str = "",
@@ -344,24 +340,11 @@ def load_t3(
     ``ValueError`` names what is missing, unexpected or misshapen.
     """
     config = config if config is not None else T3Config()
-    own = {key[len(prefix) :]: value for key, value in state_dict.items() if key.startswith(prefix)}
+    own = own_entries(state_dict, prefix)
     # Built on the meta device: the checkpoint supplies every weight, so random init would be wasted.
     with torch.device("meta"):
         model = T3(config)
-    expected = {key: value.shape for key, value in model.state_dict().items()}
-    missing = sorted(expected.keys() - own.keys())
-    unexpected = sorted(own.keys() - expected.keys())
-    misshapen = sorted(k for k in expected.keys() & own.keys() if own[k].shape != expected[k])
-    if missing or unexpected or misshapen:
-        problems = []
-        if missing:
-            problems.append(f"missing {len(missing)}: {_listed([prefix + k for k in missing])}")
-        if unexpected:
-            problems.append(f"unexpected {len(unexpected)}: {_listed([prefix + k for k in unexpected])}")
-        if misshapen:
-            shapes = [f"{prefix}{k} {tuple(own[k].shape)} != {tuple(expected[k])}" for k in misshapen]
-            problems.append(f"misshapen {len(misshapen)}: {_listed(shapes)}")
-        raise ValueError(f"not a T3 state dict under {prefix!r} ({'; '.join(problems)})")
+    require_exact(model, own, prefix, "a T3")
     own = {k: v.to(dtype) if v.is_floating_point() else v for k, v in own.items()}
     model.load_state_dict(own, strict=True, assign=True)
     # RoPE's frequencies are a computed buffer, not in the checkpoint: compute them for real.
