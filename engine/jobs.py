@@ -1,7 +1,8 @@
 """The durable job store. A job is written ``pending`` (and its price debited) before its id is returned.
 
 Status flow: pending -> processing -> in_progress (repeated) -> done | error. Every transition is a
-guarded UPDATE, so a late progress report can never reopen a finished job.
+guarded UPDATE, so a late progress report can never reopen a finished job. ``in_progress`` is a
+WebSocket-event status only: the REST API reports it as ``processing`` (``Job.public_status``).
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from engine.accounts import Account
 from engine.database import Database
 from engine.errors import InsufficientBalance
 
-__all__ = ("ACTIVE", "TERMINAL", "Job", "JobStore")
+__all__ = ("ACTIVE", "PUBLIC_STATUSES", "TERMINAL", "Job", "JobStore")
 
 ACTIVE = ("processing", "in_progress")
 TERMINAL = ("done", "error")
+PUBLIC_STATUSES = ("pending", "processing", "done", "error")
+"""What the hosted REST API answers; the real clients validate against exactly these four."""
 
 
 @dataclass
@@ -51,6 +54,10 @@ class Job:
     @property
     def finished(self) -> bool:
         return self.status in TERMINAL
+
+    @property
+    def public_status(self) -> str:
+        return "processing" if self.status == "in_progress" else self.status
 
 
 class JobStore:

@@ -72,8 +72,10 @@ class Settings(BaseSettings):
 
     result_ttl_seconds: int = 24 * 3600
     """How long a signed result URL stays valid."""
-    error_format: Literal["array", "object"] = "array"
-    """422 ``errors`` as the docs' array of {field, messages}, or the Laravel object the SDK reads."""
+    error_format: Literal["array", "object"] = "object"
+    """422 ``errors`` as the Laravel object {field: [messages]} the hosted service answers and the real
+    clients parse (the SDK's balance check, the MCP server's ``errors.items()``), or ``"array"``: the
+    docs' array of {field, messages}."""
     initial_balance: float = 5.0
     """Credit of an account created by ``drylocal keys create`` (the hosted sign-up bonus)."""
 

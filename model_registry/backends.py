@@ -16,6 +16,8 @@ BACKENDS: dict[str, str] = {
     "diffusers": "model_registry.loaders.diffusers:load",
     "rrdbnet": "model_registry.loaders.rrdbnet:load",
     "ben2": "model_registry.loaders.ben2:load",
+    # BRIA RMBG-1.4 (IS-Net) on the project's own network code.
+    "briarmbg": "model_registry.loaders.briarmbg:load",
     "faster-whisper": "model_registry.loaders.faster_whisper:load",
     "piper": "model_registry.loaders.piper:load",
     "kokoro": "model_registry.loaders.kokoro:load",

@@ -50,6 +50,10 @@ _TYPE_ALIASES = {
 }
 
 
+def _language_key(value: str) -> str:
+    return value.strip().lower().replace("_", "-")
+
+
 def normalize_inference_type(value: str) -> str:
     value = value.strip()
     return _TYPE_ALIASES.get(value, value)
@@ -88,6 +92,11 @@ class Language(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     name: str
     slug: str
     voices: tuple[Voice, ...] = ()
+    codes: tuple[str, ...] = ()
+    """Language codes (BCP 47, e.g. ``en``) for a language whose slug is a name (Qwen3-TTS's ``English``)."""
+
+    def names(self) -> set[str]:
+        return {_language_key(n) for n in (self.slug, self.name, *self.codes)}
 
 
 class ModelInfo(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -129,6 +138,8 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     """Other slugs clients use for the same model."""
     install_hint: str = ""
     description: str = ""
+    license: str = ""
+    """The weights' licence as their publisher names it, with what it allows; empty where the row does not say."""
 
     def supports(self, inference_type: str) -> bool:
         return normalize_inference_type(inference_type) in self.inference_types
@@ -144,3 +155,17 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
 
     def default(self, key: str, fallback: Any = None) -> Any:
         return self.info.defaults.get(key, fallback)
+
+    def find_language(self, value: str) -> Language | None:
+        """The language a client means by ``lang``: its slug, name or code in any case, and a regional
+        code by its primary subtag (``en-us`` finds Chatterbox's ``en``, ``en`` finds Kokoro's
+        ``en-us``), since the SDK and the docs send codes whatever the model's own slugs are."""
+        key = _language_key(value)
+        for language in self.languages:
+            if key in language.names():
+                return language
+        primary = key.split("-")[0]
+        for language in self.languages:
+            if primary in {name.split("-")[0] for name in language.names()}:
+                return language
+        return None

@@ -1,7 +1,8 @@
 """Every error leaves as dryAPI's envelope: {"data": null, "message", "errors", "statusCode"}.
 
-``errors`` is the docs' array of {field, messages} by default; the setting ``error_format = "object"``
-answers the Laravel object {field: [messages]} that the Python SDK and MCP server were written against.
+``errors`` is the Laravel object {field: [messages]} by default: what the hosted service answers and
+the Python SDK and MCP server parse. The setting ``error_format = "array"`` answers the docs' array of
+{field, messages} instead.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ log = logging.getLogger(__name__)
 
 def envelope(status: int, message: str, errors: dict[str, list[str]] | None, error_format: str) -> dict:
     if error_format == "object":
-        shaped = errors or {}
+        # PHP encodes an empty array as [], so the hosted 401/404 carry "errors": [] too.
+        shaped = errors or []
     else:
         shaped = [{"field": name, "messages": messages} for name, messages in (errors or {}).items()]
     return {"data": None, "message": message, "errors": shaped, "statusCode": status}
@@ -30,7 +32,7 @@ def envelope(status: int, message: str, errors: dict[str, list[str]] | None, err
 
 def _format(request: Request) -> str:
     settings = getattr(request.app.state, "settings", None)
-    return getattr(settings, "error_format", "array")
+    return getattr(settings, "error_format", "object")
 
 
 def _respond(request: Request, status: int, message: str, errors=None, headers=None) -> Response:

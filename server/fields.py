@@ -7,6 +7,7 @@ list, a JSON string or PHP-bracket fields; every one of those is accepted here.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,7 +22,9 @@ class Field:
     """string, integer, number, boolean, text_or_list, loras, url, file, files."""
     required: bool = False
     price: str = "optional"
-    """On the price route: ``required``, ``optional`` or ``no`` (not part of the price request)."""
+    """On the price route: ``required``, ``optional`` or ``no`` (not part of the price request); ``only``:
+    read on the price route alone, never on submit, because it is the client's own count of what a job
+    holds (``count_text``, ``duration_seconds``) and a job is billed from what it really holds."""
     aliases: tuple[str, ...] = ()
     choices: tuple[Any, ...] = ()
     max_length: int | None = None
@@ -80,23 +83,22 @@ def coerce(field: Field, value: Any) -> Any:
             result = int(float(value.strip()))
         else:
             raise CoercionError(f"The {name} field must be an integer.")
+        if abs(result) >= 2**63:
+            raise CoercionError(f"The {name} field must be an integer.")
         if field.choices and result not in field.choices:
             raise CoercionError(f"The selected {name} is invalid.")
         return result
     if kind == "number":
         if isinstance(value, bool):
             raise CoercionError(f"The {name} field must be a number.")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                result = float(value.strip())
-            except ValueError:
-                pass
-            else:
-                if result == result and result not in (float("inf"), float("-inf")):
-                    return result
-        raise CoercionError(f"The {name} field must be a number.")
+        try:
+            result = float(value.strip() if isinstance(value, str) else value)
+        except (ValueError, TypeError, OverflowError):
+            raise CoercionError(f"The {name} field must be a number.") from None
+        # NaN and infinities (JSON's NaN, 1e400) are not numbers a price or a pipeline can use.
+        if not math.isfinite(result):
+            raise CoercionError(f"The {name} field must be a number.")
+        return result
     if kind == "boolean":
         if isinstance(value, bool):
             return value

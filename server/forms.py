@@ -66,7 +66,7 @@ _VIDEO_COMMON = (
     _i("seed", True),
     _WEBHOOK,
 )
-_TRANSCRIBE = (_b("include_ts"), _INLINE, _WEBHOOK, _n("duration_seconds", price="optional"))
+_TRANSCRIBE = (_b("include_ts"), _INLINE, _WEBHOOK, _n("duration_seconds", price="only"))
 
 FORMS: dict[str, TaskForm] = {
     form.task: form
@@ -128,7 +128,7 @@ FORMS: dict[str, TaskForm] = {
             "generation",
             (
                 _s("text", True),
-                _i("count_text"),
+                _i("count_text", price="only"),
                 _s("lang"),
                 _s("format", choices=("mp3", "wav", "flac", "ogg")),
                 _n("speed"),

@@ -1,20 +1,31 @@
-"""OpenAPI request bodies generated from the task forms, so the document Litestar serves is the contract.
+"""OpenAPI request bodies and query parameters, so the document Litestar serves is the contract.
 
-The routes parse bodies themselves (every encoding on every route), so Litestar cannot infer their
-schemas; each operation class below adds the JSON, form and multipart bodies from server/forms.py.
+The routes parse bodies and queries themselves (server/body.py reads JSON, form-urlencoded and multipart
+on every route), so Litestar cannot infer them; the operation classes below declare them: the task
+bodies from server/forms.py, the prompt boosters' bodies, and the query of /models and /prompts/samples.
+The answers are declared beside them in server/responses.py.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
-from litestar.openapi.spec import OpenAPIMediaType as MediaType, Operation, RequestBody, Schema
+from litestar.openapi.spec import (
+    OpenAPIMediaType as MediaType,
+    OpenAPIResponse,
+    Operation,
+    Parameter,
+    Reference,
+    RequestBody,
+    Schema,
+)
 from litestar.openapi.spec.enums import OpenAPIType
 
 from server.fields import FILE_RULES, Field
 from server.forms import TaskForm
 
-__all__ = ("operation_for", "schema_of")
+__all__ = ("DryOperation", "ModelsOperation", "SamplesOperation", "booster_operation", "operation_for", "schema_of")
 
 _STRING = Schema(type=OpenAPIType.STRING)
 
@@ -50,7 +61,7 @@ def schema_of(form: TaskForm, *, for_price: bool, with_files: bool) -> Schema:
     properties: dict[str, Schema] = {"model": _STRING}
     required = ["model"] if form.model_required else []
     for field in form.fields:
-        if for_price and field.price == "no":
+        if field.price == ("no" if for_price else "only"):
             continue
         if field.kind in ("file", "files") and not with_files:
             continue
@@ -61,20 +72,120 @@ def schema_of(form: TaskForm, *, for_price: bool, with_files: bool) -> Schema:
     return Schema(type=OpenAPIType.OBJECT, properties=properties, required=required or None)
 
 
-def operation_for(form: TaskForm, *, for_price: bool) -> type[Operation]:
-    has_files = any(f.kind in ("file", "files") and (not for_price or f.price != "no") for f in form.fields)
-    json_schema = schema_of(form, for_price=for_price, with_files=False)
-    content = {
-        "multipart/form-data": MediaType(schema=schema_of(form, for_price=for_price, with_files=True)),
-        "application/x-www-form-urlencoded": MediaType(schema=json_schema),
+# Submit routes that need an upload though no one file field is required: img2img takes image or
+# images[] (server/validation.py).
+_ONE_UPLOAD_OF = frozenset({"img2img"})
+
+
+def _content(fields: Schema, with_files: Schema, *, upload_required: bool) -> dict[str, MediaType]:
+    """Every route reads all three encodings, but files come only in multipart: a route that cannot
+    succeed without a file declares multipart alone, as a JSON or form request there always fails."""
+    multipart = {"multipart/form-data": MediaType(schema=with_files)}
+    if upload_required:
+        return multipart
+    return {
+        "application/json": MediaType(schema=fields),
+        **multipart,
+        "application/x-www-form-urlencoded": MediaType(schema=fields),
     }
-    if not has_files or for_price:
-        content = {"application/json": MediaType(schema=json_schema), **content}
 
-    @dataclass
-    class TaskOperation(Operation):
-        def __post_init__(self) -> None:
-            self.request_body = RequestBody(content=content, required=True)
 
-    TaskOperation.__name__ = f"{form.task}_{'price' if for_price else 'submit'}_operation"
-    return TaskOperation
+@dataclass
+class DryOperation(Operation):
+    """An operation of the dryAPI routes; subclasses (``_with``) name a request body or query parameters."""
+
+    body: ClassVar[dict[str, MediaType] | None] = None
+    query: ClassVar[tuple[Parameter, ...]] = ()
+
+    def __post_init__(self) -> None:
+        if self.body is not None:
+            self.request_body = RequestBody(content=self.body, required=True)
+        declared = {(p.name, p.param_in) for p in self.parameters or () if isinstance(p, Parameter)}
+        extra = [p for p in self.query if (p.name, p.param_in) not in declared]
+        if extra:
+            self.parameters = [*(self.parameters or ()), *extra]
+        # Litestar declares its own 400 (an inline schema) for a path or query parameter that fails to
+        # parse; server/errors.py answers those as a 422 envelope. A 400 the route declares is a reference.
+        if self.responses and "400" in self.responses and not _declared(self.responses["400"]):
+            del self.responses["400"]
+
+
+def _declared(response: OpenAPIResponse | Reference) -> bool:
+    media = (getattr(response, "content", None) or {}).get("application/json")
+    return media is not None and isinstance(media.schema, Reference)
+
+
+def _with(name: str, *, body: dict[str, MediaType] | None = None, query: tuple[Parameter, ...] = ()) -> type[DryOperation]:
+    return type(name, (DryOperation,), {"body": body, "query": query})
+
+
+def operation_for(form: TaskForm, *, for_price: bool) -> type[Operation]:
+    needs_file = any(f.kind in ("file", "files") and f.required for f in form.fields) or form.task in _ONE_UPLOAD_OF
+    upload_required = needs_file and not for_price
+    content = _content(
+        schema_of(form, for_price=for_price, with_files=False),
+        schema_of(form, for_price=for_price, with_files=True),
+        upload_required=upload_required,
+    )
+    return _with(f"{form.task}_{'price' if for_price else 'submit'}_operation", body=content)
+
+
+_PROMPT = Schema(type=OpenAPIType.STRING, min_length=3)
+_LANG_CODE = Schema(type=OpenAPIType.STRING, max_length=4)
+
+
+def booster_operation(*, negative: bool, image: str, for_price: bool) -> type[Operation]:
+    """The body of a prompt booster (server/routes/prompts.py): ``image`` is none, optional or required
+    (on submit; the price never needs it); speech takes ``lang_code`` where the others take a negative prompt."""
+    properties: dict[str, Schema | Reference] = {"prompt": _PROMPT}
+    if negative:
+        properties["negative_prompt"] = _PROMPT
+    else:
+        properties["lang_code"] = _LANG_CODE
+    fields = Schema(type=OpenAPIType.OBJECT, properties=properties, required=["prompt"])
+    with_files = fields
+    upload_required = image == "required" and not for_price
+    if image != "none":
+        picture = _field_schema(Field("image", "file", file_rule="booster_image"))
+        with_files = Schema(
+            type=OpenAPIType.OBJECT,
+            properties={**properties, "image": picture},
+            required=["prompt", "image"] if upload_required else ["prompt"],
+        )
+    name = f"booster_{'negative' if negative else 'speech'}_{image}_{'price' if for_price else 'submit'}_operation"
+    return _with(name, body=_content(fields, with_files, upload_required=upload_required))
+
+
+def _query(name: str, schema: Schema, description: str, *, required: bool = False, **kw) -> Parameter:
+    return Parameter(name=name, param_in="query", schema=schema, description=description, required=required, **kw)
+
+
+_PAGE_SIZE = "Models per page (default 15; more than 50 is served as 50)."
+ModelsOperation = _with(
+    "ModelsOperation",
+    query=(
+        _query(
+            "filter[inference_types]",
+            Schema(type=OpenAPIType.ARRAY, items=_STRING),
+            "Comma-separated inference types (txt2img,txt2audio); repeated keys and filter[inference_types][] work too.",
+            style="form",
+            explode=False,
+        ),
+        _query("filter[available]", Schema(type=OpenAPIType.BOOLEAN),
+               "Only models installed and runnable here (true, 1, yes or on)."),
+        _query("per_page", Schema(type=OpenAPIType.INTEGER, minimum=1, default=15), _PAGE_SIZE),
+        _query("limit", Schema(type=OpenAPIType.INTEGER, minimum=1), "Another name for per_page."),
+        _query("page", Schema(type=OpenAPIType.INTEGER, minimum=1, default=1), "Page number, from 1."),
+    ),
+)
+
+SamplesOperation = _with(
+    "SamplesOperation",
+    query=(
+        _query("type", Schema(type=OpenAPIType.STRING, enum=["text2image", "text2speech"]),
+               "What the sample prompt is for.", required=True),
+        _query("topic", Schema(type=OpenAPIType.STRING, max_length=500),
+               "What the prompt should be about; a topic of the model's choosing when absent."),
+        _query("lang_code", _LANG_CODE, "Language of a text2speech sample, e.g. en."),
+    ),
+)

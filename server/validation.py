@@ -121,7 +121,7 @@ def _resolve_model(form: TaskForm, raw: Any, engine: Engine, errors: dict) -> Mo
 def _coerce_fields(form: TaskForm, body: RequestBody, for_price: bool, errors: dict) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for spec_field in form.fields:
-        if spec_field.kind in ("file", "files") or (for_price and spec_field.price == "no"):
+        if spec_field.kind in ("file", "files") or spec_field.price == ("no" if for_price else "only"):
             continue
         raw = None
         for name in (spec_field.name, *spec_field.aliases):
@@ -348,6 +348,9 @@ def _check_txt2audio(ctx: _Context) -> None:
             ctx.error("text", "The text field is required when count text is not present.")
         elif "text" in ctx.errors and values.get("count_text") is not None:
             ctx.errors.pop("text")
+        # Quotes may exceed one job's text limit (the docs price a million characters); never below 1.
+        if values.get("count_text") is not None and values["count_text"] < 1:
+            ctx.error("count_text", "The count text field must be at least 1.")
     for name in ("lang", "format", "speed", "sample_rate", "voice"):
         ctx.default(name)
     values.setdefault("mode", "custom_voice")
@@ -366,8 +369,12 @@ def _check_txt2audio(ctx: _Context) -> None:
         ctx.error("mode", f"The model {spec.slug} does not support the {mode} mode; it supports: {', '.join(modes)}.")
         return
     languages = {language.slug: language for language in spec.languages}
-    if languages and values.get("lang") is not None and values["lang"] not in languages:
-        ctx.error("lang", f"The selected lang is invalid. Available: {', '.join(languages)}.")
+    if languages and isinstance(values.get("lang"), str):
+        language = spec.find_language(values["lang"])
+        if language is None:
+            ctx.error("lang", f"The selected lang is invalid. Available: {', '.join(languages)}.")
+        else:
+            values["lang"] = language.slug
     if ctx.for_price:
         return
     if mode == "custom_voice":

@@ -24,6 +24,7 @@ from server.threaded import free_port, serving_in_thread  # noqa: E402
 from tests.checkpoints import build_tiny_xlmr_sentence_transformer, place_in_hf_cache  # noqa: E402
 
 API = "/api/v1/client"
+PUBLIC_STATUSES = ("pending", "processing", "done", "error")
 
 
 @dataclass
@@ -54,10 +55,21 @@ class Api:
         deadline = time.time() + timeout
         while time.time() < deadline:
             data = self.client.get(f"{API}/request-status/{request_id}", headers=headers).json()["data"]
+            # The real clients validate against exactly these four (in_progress is a WebSocket status).
+            assert data["status"] in PUBLIC_STATUSES, data
             if data["status"] in ("done", "error"):
                 return data
             time.sleep(0.05)
         raise AssertionError(f"job {request_id} did not finish in {timeout} s: {data}")
+
+
+def first_messages(response) -> list[str]:
+    """The messages of the first field in a 422's ``errors`` object."""
+    return next(iter(response.json()["errors"].values()))
+
+
+def first_message(response) -> str:
+    return first_messages(response)[0]
 
 
 def eventually(condition, timeout: float = 10.0) -> None:

@@ -65,7 +65,7 @@ def test_sample_prompts(api_llm):
 
 def test_boosters_validate_before_running(api_llm):
     assert api_llm.post("prompt/image", json={"prompt": "ab"}).status_code == 422
-    assert api_llm.post("prompt/image2image", data={"prompt": "make it blue"}).json()["errors"][0]["field"] == "image"
+    assert "image" in api_llm.post("prompt/image2image", data={"prompt": "make it blue"}).json()["errors"]
 
 
 def test_answers_are_parsed_leniently():

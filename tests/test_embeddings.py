@@ -95,8 +95,8 @@ def test_token_limits_are_422(api):
     long_text = "word " * 400
     response = api.post("txt2embedding", json={"input": ["short", long_text], "model": "MiniLM_L6_v2"})
     assert response.status_code == 422
-    (error,) = response.json()["errors"]
-    assert error["field"] == "input.1" and "accepts at most 256" in error["messages"][0]
+    ((field, (message,)),) = response.json()["errors"].items()
+    assert field == "input.1" and "accepts at most 256" in message
 
 
 def test_embedding_price_counts_model_tokens(api):
@@ -108,4 +108,4 @@ def test_embedding_price_counts_model_tokens(api):
 @pytest.mark.parametrize("bad", [[], "", [""], [1, 2], {"a": 1}])
 def test_bad_input_is_422(api, bad):
     response = api.post("txt2embedding", json={"input": bad, "model": "MiniLM_L6_v2"})
-    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "input"
+    assert response.status_code == 422 and "input" in response.json()["errors"]

@@ -164,7 +164,7 @@ def test_lora_is_applied_and_removed(api_images):
 def test_unknown_lora_is_422(api_images):
     response = api_images.post("txt2img", json={"prompt": "x", "model": "TinyFlux", "width": 64, "height": 64,
                                                 "seed": 1, "loras": [{"name": "nope", "weight": 1}]})
-    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "loras"
+    assert response.status_code == 422 and "loras" in response.json()["errors"]
 
 
 def test_models_endpoint_lists_loras(api_images):
@@ -204,4 +204,4 @@ def test_img2img_takes_several_images_and_an_explicit_size(api_images):
 def test_img2img_bad_inputs_are_422(api_images, model, files, field):
     response = api_images.post("img2img", data={"prompt": "x", "model": model, "steps": 4, "seed": 1}, files=files or None)
     assert response.status_code == 422
-    assert field in {e["field"] for e in response.json()["errors"]}
+    assert field in set(response.json()["errors"])

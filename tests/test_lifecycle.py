@@ -61,7 +61,7 @@ def test_billed_account_is_charged_and_refused_when_short(settings):
         refused = embed(api, "MiniLM_L6_v2")
         assert refused.status_code == 422
         assert refused.json()["message"] == "Not enough balance."
-        assert refused.json()["errors"] == [{"field": "balance", "messages": ["Not enough balance."]}]
+        assert refused.json()["errors"] == {"balance": ["Not enough balance."]}
 
 
 def test_model_whose_load_fails_fails_its_job_with_a_reason_and_refunds(settings, tmp_path):

@@ -14,7 +14,7 @@ from PIL import Image
 
 from model_registry.networks.ben2 import BEN2, predict_mask
 from model_registry.networks.rrdbnet import RRDBNet
-from tests.conftest import eventually, running_api
+from tests.conftest import eventually, first_message, running_api
 
 BEN2_TINY = {"embed_dim": 16, "depths": [2, 2, 2, 2], "num_heads": [1, 2, 4, 8], "window_size": 7, "decoder_dim": 16, "mask_head_dim": 24}
 TILE_RESERVE = 40_000_000
@@ -129,11 +129,11 @@ def test_upscale_keeps_alpha_and_greyscale(api_transforms, mode):
 
 def test_upscale_422s(api_transforms):
     too_big = api_transforms.post("img-upscale", files={"image": ("big.png", image_bytes(300, 20), "image/png")}, data={"model": "TinyESRGAN"})
-    assert too_big.status_code == 422 and too_big.json()["errors"][0]["field"] == "image"
+    assert too_big.status_code == 422 and "image" in too_big.json()["errors"]
     not_an_image = api_transforms.post("img-upscale", files={"image": ("x.png", b"not a png", "image/png")}, data={"model": "TinyESRGAN"})
-    assert not_an_image.status_code == 422 and not_an_image.json()["errors"][0]["field"] == "image"
+    assert not_an_image.status_code == 422 and "image" in not_an_image.json()["errors"]
     missing = api_transforms.post("img-upscale", data={"model": "TinyESRGAN"})
-    assert missing.status_code == 422 and missing.json()["errors"][0]["field"] == "image"
+    assert missing.status_code == 422 and "image" in missing.json()["errors"]
 
 
 # ---------------------------------------------------------------- img-rmbg
@@ -153,13 +153,13 @@ def test_background_removal_gives_a_transparent_png_with_the_models_mask(api_tra
 
 def test_background_removal_422s(api_transforms):
     response = api_transforms.post("img-rmbg", files={"image": ("a.txt", b"hello", "text/plain")}, data={"model": "TinyBen2"})
-    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "image"
+    assert response.status_code == 422 and "image" in response.json()["errors"]
 
 
 def test_ben2_without_weights_names_how_to_get_them(api_transforms):
     response = api_transforms.post("img-rmbg", files={"image": ("a.png", image_bytes(32, 32), "image/png")}, data={"model": "Ben2"})
     assert response.status_code == 422
-    message = response.json()["errors"][0]["messages"][0]
+    message = first_message(response)
     assert "Ben2" in message and "drylocal pull Ben2" in message
 
 

@@ -114,9 +114,9 @@ def test_img2video_with_first_and_last_frames(api_video):
 def test_bad_video_requests_are_422(api_video, extra, field):
     body = {"prompt": "waves", "model": "TinyLtx", "width": 64, "height": 32, "frames": 9, "fps": 24, "steps": 2, "seed": 4, **extra}
     response = api_video.post("txt2video", json=body)
-    assert response.status_code == 422 and field in [e["field"] for e in response.json()["errors"]]
+    assert response.status_code == 422 and field in response.json()["errors"]
 
 
 def test_img2video_needs_a_first_frame(api_video):
     response = api_video.post("img2video", data={"prompt": "x y z", "model": "TinyLtx", "width": "64", "height": "32", "frames": "9", "fps": "24", "seed": "1"})
-    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "first_frame_image"
+    assert response.status_code == 422 and "first_frame_image" in response.json()["errors"]

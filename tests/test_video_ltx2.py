@@ -107,7 +107,7 @@ def test_aud2video_muxes_the_given_soundtrack_for_the_videos_length(api_ltx2):
 def test_aud2video_needs_audio_and_an_ltx2_model(api_ltx2):
     data = {k: str(v) for k, v in BODY.items()}
     response = api_ltx2.post("aud2video", data=data)
-    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "audio"
+    assert response.status_code == 422 and "audio" in response.json()["errors"]
 
 
 def test_the_soundtrack_stays_exactly_as_given_while_the_video_is_denoised(tiny_ltx2, tmp_path):

@@ -175,8 +175,8 @@ def test_breaker_opens_after_ten_failures(fast_settings):
 def test_unsafe_webhook_urls_are_422(api, url, reason):
     response = api.post("txt2embedding", json={"input": "hello", "model": "MiniLM_L6_v2", "webhook_url": url})
     assert response.status_code == 422
-    (error,) = response.json()["errors"]
-    assert error["field"] == "webhook_url" and reason in error["messages"][0].lower()
+    ((field, (message,)),) = response.json()["errors"].items()
+    assert field == "webhook_url" and reason in message.lower()
 
 
 def test_a_start_whose_webhook_was_never_recorded_is_sent_after_a_restart(fast_settings):

@@ -1,4 +1,4 @@
-"""img-rmbg: BEN2's foreground mask becomes the alpha channel of a transparent PNG."""
+"""img-rmbg: a foreground mask (BEN2's or BRIA RMBG-1.4's) becomes the alpha channel of a transparent PNG."""
 
 from __future__ import annotations
 
@@ -36,7 +36,11 @@ class BackgroundRemoval:
 
         image = eight_bit(uploaded_image(inputs))
         progress(10.0)
-        mask = predict_mask(model.handle, image.convert("RGB"), size=int(model.extras.get("working_size", 1024)))
+        size = int(model.extras.get("working_size", 1024))
+        if hasattr(model.handle, "predict_mask"):  # RMBG's network carries its own; BEN2's is a module function
+            mask = model.handle.predict_mask(image.convert("RGB"), size=size)
+        else:
+            mask = predict_mask(model.handle, image.convert("RGB"), size=size)
         progress(90.0)
         # JPEG has no alpha channel, so the transparent PNG is the only format worth offering.
         return encode_image_result(cut_out(image, mask), {}, alt=False)

@@ -18,6 +18,10 @@ from pathlib import Path
 __all__ = ("PiperVoice", "load_piper_voice", "phoneme_ids")
 
 _CLAUSE = re.compile(r"([^.,;:!?]+)([.,;:!?]*)")
+MAX_SENTENCE_PHONEMES = 400
+"""The longest phoneme string given to the voice at once. VITS's attention grows with the square of
+the input: one 9,500-character text without sentence punctuation took the process past 20 GB, so a
+long sentence is cut at word boundaries whatever its punctuation (about 25 s of speech per piece)."""
 
 
 def _espeak(text: str, voice: str) -> str:
@@ -49,7 +53,27 @@ def phonemize(text: str, voice: str) -> list[str]:
             current += " "
     if current.strip():
         sentences.append(current.strip())
-    return sentences
+    return [piece for sentence in sentences for piece in _bounded(sentence, MAX_SENTENCE_PHONEMES)]
+
+
+def _bounded(phonemes: str, limit: int) -> list[str]:
+    """``phonemes`` in pieces of at most ``limit`` characters, cut between words where there are any."""
+    pieces, current = [], ""
+    for word in phonemes.split(" "):
+        while len(word) > limit:  # one "word" longer than the limit: cut it where it must be cut
+            if current:
+                pieces.append(current)
+                current = ""
+            pieces.append(word[:limit])
+            word = word[limit:]
+        if current and len(current) + 1 + len(word) > limit:
+            pieces.append(current)
+            current = word
+        else:
+            current = f"{current} {word}" if current else word
+    if current.strip():
+        pieces.append(current)
+    return pieces
 
 
 def phoneme_ids(phonemes: str, id_map: dict[str, list[int]]) -> list[int]:

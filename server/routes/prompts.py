@@ -22,6 +22,8 @@ from model_registry import ModelSpec, price_of
 from server.body import RequestBody, read_body
 from server.fields import FILE_RULES
 from server.media import image_size
+from server.openapi import SamplesOperation, booster_operation
+from server.responses import BoostedPrompt, BoostedSpeechPrompt, BoosterPrice, SampleAnswer, responses_for
 
 __all__ = ("ROUTES",)
 
@@ -111,11 +113,24 @@ async def _run_booster(engine: Engine, account: Account, spec: ModelSpec, params
 def _booster_routes(path: str, *, negative: bool, image: str) -> list[HTTPRouteHandler]:
     name = path.replace("/", "_")
 
-    @post(f"/{path}", status_code=200, operation_id=name, summary=f"Enhance a prompt ({path})")
+    @post(
+        f"/{path}",
+        status_code=200,
+        operation_id=name,
+        summary=f"Enhance a prompt ({path})",
+        operation_class=booster_operation(negative=negative, image=image, for_price=False),
+        responses=responses_for(BoostedPrompt if negative else BoostedSpeechPrompt, 400, 422),
+    )
     async def enhance(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
         return await _booster(request, engine, account, path, negative=negative, image=image, for_price=False)
 
-    @post(f"/{path}/price-calculation", status_code=200, operation_id=f"{name}_price")
+    @post(
+        f"/{path}/price-calculation",
+        status_code=200,
+        operation_id=f"{name}_price",
+        operation_class=booster_operation(negative=negative, image=image, for_price=True),
+        responses=responses_for(BoosterPrice, 400, 422),
+    )
     async def price(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
         return await _booster(request, engine, account, path, negative=negative, image=image, for_price=True)
 
@@ -140,7 +155,7 @@ def _check_samples(request: Request) -> dict[str, Any]:
     return {"type": kind, "topic": topic, "lang_code": lang}
 
 
-@get("/prompts/samples", operation_id="prompt_samples")
+@get("/prompts/samples", operation_id="prompt_samples", operation_class=SamplesOperation, responses=responses_for(SampleAnswer, 422))
 async def prompt_samples(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
     values = _check_samples(request)
     params = {"booster": "prompts/samples", **{k: v for k, v in values.items() if v}}
@@ -148,7 +163,12 @@ async def prompt_samples(request: Request, engine: NamedDependency[Engine], acco
     return {"success": True, "data": answer}
 
 
-@get("/prompts/samples/price-calculation", operation_id="prompt_samples_price")
+@get(
+    "/prompts/samples/price-calculation",
+    operation_id="prompt_samples_price",
+    operation_class=SamplesOperation,
+    responses=responses_for(BoosterPrice, 422),
+)
 async def prompt_samples_price(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
     values = _check_samples(request)
     return {"price": price_of(_booster_spec(engine), {"topic": values["topic"] or ""})}

@@ -13,6 +13,7 @@ from engine import Account, Engine
 from server.body import read_body
 from server.forms import FORMS
 from server.openapi import operation_for
+from server.responses import PriceAnswer, SubmitAnswer, responses_for
 from server.validation import validate_task
 
 __all__ = ("task_routes",)
@@ -27,6 +28,7 @@ def task_routes(task: str) -> list[HTTPRouteHandler]:
         operation_id=f"submit_{task}",
         summary=f"Submit a {form.label} job",
         operation_class=operation_for(form, for_price=False),
+        responses=responses_for(SubmitAnswer, 400, 422),
     )
     async def submit(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
         body = await read_body(request)
@@ -49,6 +51,7 @@ def task_routes(task: str) -> list[HTTPRouteHandler]:
         operation_id=f"price_{task}",
         summary=f"Calculate the price of a {form.label} job",
         operation_class=operation_for(form, for_price=True),
+        responses=responses_for(PriceAnswer, 400, 422),
     )
     async def price(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
         body = await read_body(request)

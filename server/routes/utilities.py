@@ -12,6 +12,8 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery
 from engine import Account, Engine, Job
 from model_registry import ModelSpec
+from server.openapi import DryOperation, ModelsOperation
+from server.responses import BalanceAnswer, ModelsPage, StatusAnswer, responses_for
 
 __all__ = ("ROUTES", "model_info", "status_body")
 
@@ -19,7 +21,7 @@ _DEFAULT_PER_PAGE = 15
 _MAX_PER_PAGE = 50
 
 
-@get("/balance", operation_id="balance", summary="Current account balance")
+@get("/balance", operation_id="balance", summary="Current account balance", responses=responses_for(BalanceAnswer))
 async def balance(engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
     amount = engine.accounts.balance(account.id)
     # The clients read data.balance; the docs show a bare balance. Both are served.
@@ -29,11 +31,23 @@ async def balance(engine: NamedDependency[Engine], account: NamedDependency[Acco
     }
 
 
-@get("/models", operation_id="models", summary="Available models, paginated")
+@get(
+    "/models",
+    operation_id="models",
+    summary="Available models, paginated",
+    operation_class=ModelsOperation,
+    responses=responses_for(ModelsPage),
+)
 async def models(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
     query = request.query_params
     types = ",".join(query.getall("filter[inference_types]", [])) or query.get("filter[inference_types][]", "")
     specs = engine.registry.for_types(types.split(",")) if types else engine.registry.all()
+    # Clients take data[0] of a filtered list: runnable models come first (catalog order kept in each part).
+    runnable = {spec.slug for spec in specs if engine.registry.availability(spec).runnable}
+    specs = sorted(specs, key=lambda spec: spec.slug not in runnable)
+    only_available = _truthy(query.get("filter[available]"))
+    if only_available:
+        specs = [spec for spec in specs if spec.slug in runnable]
     per_page = _positive_int(query.get("per_page") or query.get("limit"), _DEFAULT_PER_PAGE)
     per_page = min(per_page, _MAX_PER_PAGE)
     page = _positive_int(query.get("page"), 1)
@@ -48,6 +62,8 @@ async def models(request: Request, engine: NamedDependency[Engine], account: Nam
         params = {"page": number, "per_page": per_page}
         if types:
             params["filter[inference_types]"] = types
+        if only_available:
+            params["filter[available]"] = "true"
         return f"{engine.settings.base_url}/api/v1/client/models?{urlencode(params)}"
 
     return {
@@ -70,7 +86,13 @@ async def models(request: Request, engine: NamedDependency[Engine], account: Nam
     }
 
 
-@get("/request-status/{request_id:str}", operation_id="request_status", summary="Job status and result")
+@get(
+    "/request-status/{request_id:str}",
+    operation_id="request_status",
+    summary="Job status and result",
+    operation_class=DryOperation,
+    responses=responses_for(StatusAnswer, 404),
+)
 async def request_status(
     request_id: FromPath[str], engine: NamedDependency[Engine], account: NamedDependency[Account]
 ) -> dict:
@@ -80,7 +102,7 @@ async def request_status(
 def status_body(engine: Engine, job: Job) -> dict[str, Any]:
     alt = engine.alt_result_urls(job)
     body: dict[str, Any] = {
-        "status": job.status,
+        "status": job.public_status,
         "progress": 100.0 if job.status == "done" else float(job.progress),
         "result_url": engine.result_url(job),
         "result": job.result,
@@ -110,6 +132,7 @@ def model_info(engine: Engine, spec: ModelSpec, resident=None) -> dict[str, Any]
         "load_seconds": engine.worker.load_seconds.get(spec.slug),
         "loaded": resident is not None,
         "aliases": list(spec.aliases),
+        "license": spec.license or None,
     }
     if spec.languages:
         info["languages"] = [
@@ -121,6 +144,10 @@ def model_info(engine: Engine, spec: ModelSpec, resident=None) -> dict[str, Any]
             for language in spec.languages
         ]
     return info
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _positive_int(value: str | None, default: int) -> int:

@@ -19,7 +19,10 @@ async function api(path, options = {}) {
   });
   const body = await response.json().catch(() => null);
   if (!response.ok) {
-    const fields = body && Array.isArray(body.errors) ? body.errors.map((e) => e.messages.join(" ")).join(" ") : "";
+    // Both error forms: the Laravel object {field: [messages]} (default) and the docs' array.
+    const errors = body && body.errors ? body.errors : [];
+    const lists = Array.isArray(errors) ? errors.map((e) => e.messages) : Object.values(errors);
+    const fields = lists.map((messages) => messages.join(" ")).join(" ");
     throw new Error(`${(body && body.message) || `HTTP ${response.status}`} ${fields}`.trim());
   }
   return body;
