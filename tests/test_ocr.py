@@ -105,6 +105,7 @@ min_width = 32
 max_width = 4096
 min_height = 32
 max_height = 4096
+max_image_pixels = 25_088
 [models.info.defaults]
 format = "text"
 max_new_tokens = 12
@@ -122,6 +123,28 @@ def test_vision_language_model_reads_through_the_same_route(api_vlm):
     assert isinstance(body["text"], str) and all(set(block) == {"text"} for block in body["blocks"])
     job = api_vlm.engine.jobs.get(status["result_url"].split("/results/", 1)[1].split("/", 1)[0])
     assert job.meta["characters"] == len(body["text"])
+
+
+def test_vision_language_pages_are_capped_in_pixels(api_vlm):
+    """A 4096 x 4096 page would be 21,000 visual tokens at Qwen2.5-VL's own ceiling; the row's
+    ``max_image_pixels`` (here half the tiny checkpoint's own ceiling) bounds what the tower sees."""
+    from PIL import Image
+
+    from model_registry.loaders.transformers_vlm import load
+
+    spec = api_vlm.engine.registry.get("TinyNanonets")
+    reader = load(spec, api_vlm.engine.registry.require_runnable(spec), "cpu").handle
+    images = reader.processor.image_processor
+    encoded = images(images=[Image.new("RGB", (4096, 4096), "white")], return_tensors="pt")
+    pixels = int(encoded["image_grid_thw"][0].prod()) * images.patch_size**2
+    assert 25_088 * 0.5 < pixels <= 25_088  # resized to multiples of 28 px a side
+
+
+def test_nanonets_loads_in_bf16_on_a_gpu(api):
+    """fp16 makes Qwen2.5-VL write garbage, whatever the F16 in the slug says."""
+    from model_registry.loaders.sentence_transformers import _model_kwargs
+
+    assert _model_kwargs(api.engine.registry.get("Nanonets_Ocr_S_F16"), "cuda:0")[1] == "bf16"
 
 
 def test_nanonets_without_weights_names_how_to_get_them(api):

@@ -96,6 +96,22 @@ def test_txt2video_is_an_h264_mp4_with_the_requested_frames_and_size(api_video):
     assert any(e.preview for e in events)
 
 
+def test_a_model_without_guidance_runs_each_step_once(api_video):
+    """LTX-Video distilled takes no guidance; the pipeline's default of 3 would double every step."""
+    body = {"prompt": "waves", "model": "TinyLtx", "width": 32, "height": 32, "frames": 9, "fps": 24, "steps": 2, "seed": 8}
+    finished(api_video, api_video.post("txt2video", json=body))  # loads the model
+    (resident,) = [r for slug, r in api_video.engine.worker._resident.items() if slug == "TinyLtx"]
+    batches = []
+    hook = resident.loaded.handle.transformer.register_forward_pre_hook(
+        lambda module, args, kwargs: batches.append(kwargs["hidden_states"].shape[0]), with_kwargs=True
+    )
+    try:
+        finished(api_video, api_video.post("txt2video", json=body))
+    finally:
+        hook.remove()
+    assert batches == [1, 1]
+
+
 def test_same_seed_same_video(api_video):
     body = {"prompt": "waves", "model": "TinyLtx", "width": 32, "height": 32, "frames": 9, "fps": 24, "steps": 1, "seed": 8}
     first = fetch(api_video, finished(api_video, api_video.post("txt2video", json=body))["result_url"])

@@ -81,6 +81,10 @@ def diffusion_kwargs(pipe, spec, params: dict[str, Any]) -> dict[str, Any]:
     if guidance is not None and spec.feature("supports_guidance", True):
         # Qwen-Image runs real classifier-free guidance (true_cfg_scale); distilled models take guidance_scale.
         kwargs["true_cfg_scale" if "true_cfg_scale" in accepted else "guidance_scale"] = float(guidance)
+    elif not spec.feature("supports_guidance", True):
+        # A distilled model that takes no guidance runs without it: the pipeline's own default (LTX-Video's
+        # 3) would turn classifier-free guidance on and run every step twice.
+        kwargs["guidance_scale"] = float(spec.default("guidance", 1.0))
     negative = params.get("negative_prompt")
     if negative and spec.feature("supports_negative_prompt", True):
         kwargs["negative_prompt"] = negative

@@ -19,6 +19,10 @@ INSTRUCTION = (
     "order and line breaks. Return tables as HTML and equations as LaTeX."
 )
 MAX_NEW_TOKENS = 4096
+MAX_IMAGE_PIXELS = 2_508_800
+"""Pixels the vision tower sees at most (3,200 visual tokens of 28 x 28): Qwen2.5-VL's own ceiling of
+12.8 M pixels turns an A4 scan into 16,000 tokens and tens of GB of attention; a page stays readable
+at this size. A catalog row's ``max_image_pixels`` limit overrides it."""
 
 
 class VlmReader:
@@ -44,6 +48,15 @@ class VlmReader:
         return [{"text": line} for line in answer.strip().splitlines()]
 
 
+def _cap_image_pixels(image_processor, cap: int) -> None:
+    """Lower (never raise) the processor's largest image: the resize keeps the aspect ratio."""
+    size = dict(image_processor.size)
+    size["longest_edge"] = min(int(size.get("longest_edge") or cap), cap)
+    image_processor.size = size
+    if getattr(image_processor, "max_pixels", None):
+        image_processor.max_pixels = min(image_processor.max_pixels, cap)
+
+
 def load(spec: ModelSpec, path: Path, device: str) -> LoadedModel:
     from transformers import AutoModelForImageTextToText
     from transformers.utils import logging as hf_logging
@@ -54,6 +67,7 @@ def load(spec: ModelSpec, path: Path, device: str) -> LoadedModel:
     kwargs, precision = _model_kwargs(spec, device)
     with measured_load(device) as measured:
         processor = ImageTextProcessor.from_pretrained(path)
+        _cap_image_pixels(processor.image_processor, int(spec.limit("max_image_pixels", MAX_IMAGE_PIXELS)))
         model = AutoModelForImageTextToText.from_pretrained(str(path), local_files_only=True, **kwargs)
         if "quantization_config" not in kwargs:
             model.to(device)
