@@ -72,6 +72,13 @@ class ModelRegistry:
             return self.all()
         return [s for s in self._specs.values() if wanted.intersection(s.inference_types)]
 
+    def listing(self, inference_types: Iterable[str] = (), only_runnable: bool = False) -> list[ModelSpec]:
+        """Models as clients are shown them: the runnable ones first, then the rest, catalog order kept
+        in each part, because clients (the SDK's own tests among them) take the first of a list."""
+        specs = self.for_types(inference_types)
+        runnable = [spec for spec in specs if self.availability(spec).runnable]
+        return runnable if only_runnable else runnable + [spec for spec in specs if spec not in runnable]
+
     def first_runnable(self, inference_type: str) -> ModelSpec | None:
         for spec in self.for_types([inference_type]):
             if self.availability(spec).runnable:

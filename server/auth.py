@@ -7,7 +7,7 @@ from litestar import Request
 from engine import Account, Engine
 from engine.rate_limits import bucket_for
 
-__all__ = ("bearer_key", "provide_account", "provide_engine")
+__all__ = ("admit", "bearer_key", "provide_account", "provide_engine")
 
 
 def bearer_key(request: Request) -> str | None:
@@ -34,17 +34,21 @@ _CLIENT_PREFIX = "/api/v1/client/"
 _UNLIMITED_ROUTES = ("balance", "models")
 
 
+def admit(engine: Engine, key: str | None, route: str | None) -> Account:
+    """The key's account, once one request of the dryAPI client ``route`` (``txt2img``,
+    ``txt2img/price-calculation``, ``request-status/ID``; None: not limited) is counted against its
+    limits. The one gate in front of every entry point: the REST routes, the OpenAI routes, MCP tools."""
+    account = engine.accounts.authenticate(key)
+    unlimited = route is None or route.strip("/") in _UNLIMITED_ROUTES
+    engine.rate_limiter.hit(account.id, account.tier, None if unlimited else bucket_for(route, account.tier))
+    return account
+
+
 def provide_account(request: Request) -> Account:
     """The key's account, once its request is counted against the key's rate limits."""
-    engine: Engine = request.app.state.engine
-    account = engine.accounts.authenticate(bearer_key(request))
     path = request.url.path
     if path.startswith(_CLIENT_PREFIX):
         route = path[len(_CLIENT_PREFIX) :]
-        bucket = None if route.strip("/") in _UNLIMITED_ROUTES else bucket_for(route, account.tier)
     else:
-        bucket = _OPENAI_BUCKETS.get(path.rstrip("/"))
-        if bucket is not None:
-            bucket = bucket_for(bucket, account.tier)
-    engine.rate_limiter.hit(account.id, account.tier, bucket)
-    return account
+        route = _OPENAI_BUCKETS.get(path.rstrip("/"))
+    return admit(request.app.state.engine, bearer_key(request), route)

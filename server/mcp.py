@@ -19,7 +19,8 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
 from engine import Engine
-from engine.errors import DryError, InvalidRequest
+from engine.errors import DryError, InvalidRequest, RateLimited
+from server.auth import admit
 from server.body import FormFile, RequestBody
 from server.forms import FORMS
 from server.routes.utilities import model_info, status_body
@@ -102,22 +103,25 @@ def build_mcp_server(engine_of: Callable[[], Engine]):
         async def wrapped(*args, **kwargs):
             try:
                 return await function(*args, **kwargs)
+            except RateLimited as exc:
+                raise ToolError(f"{exc.message} Retry after {exc.retry_after} s ({exc.limit_type} limit).") from None
             except DryError as exc:
                 details = "; ".join(f"{k}: {' '.join(v)}" for k, v in getattr(exc, "errors", {}).items())
                 raise ToolError(f"{exc.message} ({details})" if details else exc.message) from None
 
         return wrapped
 
-    def account_of(ctx) -> Any:
+    def account_of(ctx, route: str | None = None) -> Any:
+        """The caller's account, counted against the same rate limits as the REST route ``route``."""
         request = ctx.request_context.request if ctx is not None else None
         header = request.headers.get("authorization", "") if request is not None else ""
         key = header[7:].strip() if header.lower().startswith("bearer ") else None
-        return engine_of().accounts.authenticate(key)
+        return admit(engine_of(), key, route)
 
     @dry_errors
     async def run_task(task: str, polling: tuple[float, float, float], arguments: dict[str, Any], ctx) -> str:
         engine = engine_of()
-        account = account_of(ctx)
+        account = account_of(ctx, task)
         checked = await asyncio.to_thread(validate_task, FORMS[task], _body(task, arguments), engine, for_price=False)
         job = await engine.submit(account, task, checked.spec, checked.params, checked.uploads, return_inline=True)
         delay, longest, timeout = polling
@@ -132,7 +136,7 @@ def build_mcp_server(engine_of: Callable[[], Engine]):
 
     @dry_errors
     async def price_task(task: str, arguments: dict[str, Any], ctx) -> str:
-        account_of(ctx)
+        account_of(ctx, f"{task}/price-calculation")
         engine = engine_of()
         checked = await asyncio.to_thread(validate_task, FORMS[task], _body(task, arguments), engine, for_price=True)
         return json.dumps({"price": engine.quote(checked.spec, checked.params)})
@@ -162,7 +166,7 @@ def build_mcp_server(engine_of: Callable[[], Engine]):
     async def get_available_models(inference_type: str | None = None, ctx: Context = None) -> str:
         account_of(ctx)
         engine = engine_of()
-        specs = engine.registry.for_types([inference_type]) if inference_type else engine.registry.all()
+        specs = engine.registry.listing([inference_type] if inference_type else ())
         return json.dumps([model_info(engine, spec) for spec in specs])
 
     @server.tool(description="The account's balance in USD.")
@@ -174,7 +178,7 @@ def build_mcp_server(engine_of: Callable[[], Engine]):
     @server.tool(description="Status, progress and result of a job by its request id.")
     @dry_errors
     async def check_job_status(request_id: str, ctx: Context = None) -> str:
-        account = account_of(ctx)
+        account = account_of(ctx, f"request-status/{request_id}")
         engine = engine_of()
         try:
             return json.dumps({"request_id": request_id, **status_body(engine, engine.job_for(request_id, account))})

@@ -18,7 +18,7 @@ from litestar import Request, Response, Router, get, post
 from litestar.di import NamedDependency, Provide
 
 from engine import Account, Engine
-from engine.errors import DryError, InvalidRequest
+from engine.errors import DryError, InvalidRequest, RateLimited
 from model_registry.errors import RegistryError
 from server.auth import provide_account
 from server.body import RequestBody, read_body
@@ -201,7 +201,10 @@ def _openai_error(request: Request, exc: Exception) -> Response:
         status, param = 422, "model"
     message = getattr(exc, "message", None) or str(exc)
     kind = {401: "authentication_error", 404: "not_found_error", 422: "invalid_request_error", 429: "rate_limit_error"}
-    return Response({"error": {"message": message, "type": kind.get(status, "server_error"), "param": param, "code": None}}, status_code=status)
+    # OpenAI's clients back off by Retry-After, as dryAPI's do.
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+    body = {"error": {"message": message, "type": kind.get(status, "server_error"), "param": param, "code": None}}
+    return Response(body, status_code=status, headers=headers)
 
 
 ROUTER = Router(

@@ -41,13 +41,8 @@ async def balance(engine: NamedDependency[Engine], account: NamedDependency[Acco
 async def models(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
     query = request.query_params
     types = ",".join(query.getall("filter[inference_types]", [])) or query.get("filter[inference_types][]", "")
-    specs = engine.registry.for_types(types.split(",")) if types else engine.registry.all()
-    # Clients take data[0] of a filtered list: runnable models come first (catalog order kept in each part).
-    runnable = {spec.slug for spec in specs if engine.registry.availability(spec).runnable}
-    specs = sorted(specs, key=lambda spec: spec.slug not in runnable)
     only_available = _truthy(query.get("filter[available]"))
-    if only_available:
-        specs = [spec for spec in specs if spec.slug in runnable]
+    specs = engine.registry.listing(types.split(",") if types else (), only_runnable=only_available)
     per_page = _positive_int(query.get("per_page") or query.get("limit"), _DEFAULT_PER_PAGE)
     per_page = min(per_page, _MAX_PER_PAGE)
     page = _positive_int(query.get("page"), 1)
