@@ -20,7 +20,7 @@ from typing import Any, AsyncIterator, Callable
 from engine.accounts import Account, AccountStore
 from engine.database import Database
 from engine.devices import DeviceBudget, probe_device
-from engine.errors import NotFound
+from engine.errors import InvalidRequest, NotFound
 from engine.events import EventBus, JobEvent
 from engine.jobs import TERMINAL, Job, JobStore
 from engine.rate_limits import RateLimiter, configured_limits
@@ -74,7 +74,8 @@ class Engine:
             lambda account_id: self.accounts.get_account(account_id).webhook_secret,
             self.result_url,
             delays=settings.webhook_retry_delays,
-            allow_http_loopback=settings.webhook_allow_http_loopback,
+            loopback_allowed=lambda account_id: self.webhook_loopback_allowed(self.accounts.get_account(account_id)),
+            allowed_hosts=settings.webhook_allowed_hosts,
         )
         self._download_slots = asyncio.Semaphore(settings.max_downloads)
         self._downloads: set[asyncio.Task] = set()
@@ -141,6 +142,19 @@ class Engine:
     def count_tokens(self, spec: ModelSpec, texts: list[str]) -> list[int]:
         return self.tokens.count(texts, self.registry.locator.find(spec))
 
+    def webhook_loopback_allowed(self, account: Account) -> bool:
+        """Only the owner's keys may have this server call its own ports."""
+        return self.settings.webhook_allow_http_loopback and not account.billed
+
+    def check_webhook(self, account: Account, url: str) -> None:
+        """InvalidRequest on ``webhook_url`` for a URL this account's webhooks may not reach."""
+        from engine.webhooks import WebhookRefused, check_webhook_url
+
+        try:
+            check_webhook_url(url, self.webhook_loopback_allowed(account), self.settings.webhook_allowed_hosts)
+        except WebhookRefused as exc:
+            raise InvalidRequest.on("webhook_url", str(exc)) from None
+
     async def submit(
         self,
         account: Account,
@@ -154,6 +168,8 @@ class Engine:
         price: float | None = None,
     ) -> Job:
         """Persist the job as ``pending`` (inputs first, then the row) and queue it."""
+        if webhook_url:
+            await asyncio.to_thread(self.check_webhook, account, webhook_url)
         job_id = str(uuid.uuid4())
         inputs = await asyncio.to_thread(self._save_inputs, job_id, uploads)
         try:

@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     port: int = 8000
     public_url: str | None = None
     """Base of result URLs handed to clients; defaults to http://host:port."""
+    metrics_public: bool = False
+    """``GET /metrics`` without a key, for a local Prometheus scraper; otherwise it needs an owner's
+    key (the counts cover every account)."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Host names (beside IP addresses, localhost, ``host`` and ``public_url``'s) that requests may
+    address this server by; any other ``Host`` is refused with 421, against DNS rebinding."""
 
     device: str = "auto"
     """``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
@@ -46,7 +52,11 @@ class Settings(BaseSettings):
     max_batch_inputs: int = 256
     """Most texts one micro-batch of embedding jobs may hold."""
     webhook_allow_http_loopback: bool = True
-    """Plain-http webhooks to this machine (local receivers); every other webhook must be https."""
+    """Webhooks to this machine (local receivers, plain http allowed) for the owner's keys (the
+    ``unlimited`` tier); other accounts may never make the server call its own ports."""
+    webhook_allowed_hosts: tuple[str, ...] = ()
+    """Hosts (names or addresses) every account's webhooks may reach although they are on this machine
+    or a private network, e.g. an automation server on the LAN; plain http is allowed to them."""
     webhook_retry_delays: tuple[float, ...] = (0, 60, 120, 300, 600, 1800, 3600, 10800, 21600, 43200)
     """Seconds before each delivery attempt (the documented schedule)."""
     pusher_app_keys: tuple[str, ...] = ("dryapi-api-prod-key", "depin-api-prod-key")

@@ -16,7 +16,7 @@ import logging
 import time
 import uuid
 from datetime import datetime, timezone
-from typing import Sequence
+from typing import Callable, Sequence
 from urllib.parse import urlsplit
 
 from engine.database import Database
@@ -66,11 +66,14 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
 
 
-def check_webhook_url(url: str, allow_http_loopback: bool) -> None:
-    """HTTPS only (plain HTTP to this machine when allowed); never an address on a private network."""
+def check_webhook_url(url: str, allow_http_loopback: bool, allowed_hosts: Sequence[str] = ()) -> None:
+    """HTTPS only (plain HTTP to this machine when allowed); never an address on a private network,
+    except the hosts the owner named."""
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise WebhookRefused("The webhook URL must be an absolute https URL.")
+    if parts.hostname.lower() in {host.lower() for host in allowed_hosts}:
+        return
     plain = parts.scheme == "http"
     if plain and not allow_http_loopback:
         raise WebhookRefused("The webhook URL must use https.")
@@ -81,6 +84,8 @@ def check_webhook_url(url: str, allow_http_loopback: bool) -> None:
             raise WebhookRefused("The webhook URL must use https.") from exc
         raise WebhookRefused(f"The webhook host {parts.hostname} cannot be resolved.") from exc
     loopback = all(address.is_loopback for address in addresses)
+    if loopback and not allow_http_loopback:
+        raise WebhookRefused("The webhook URL resolves to this machine, which only the owner's keys may call.")
     if plain and not loopback:
         raise WebhookRefused("The webhook URL must use https (plain http only reaches this machine).")
     if not loopback and is_internal(addresses):
@@ -100,14 +105,18 @@ class WebhookOutbox:
         result_url_of,
         *,
         delays: Sequence[float] = RETRY_DELAYS,
-        allow_http_loopback: bool = True,
+        loopback_allowed: Callable[[str], bool] = lambda account_id: True,
+        allowed_hosts: Sequence[str] = (),
     ) -> None:
         self.db = db
         self.job_of = job_of
         self.secret_of = secret_of
         self.result_url_of = result_url_of
         self.delays = tuple(delays)
-        self.allow_http_loopback = allow_http_loopback
+        self.loopback_allowed = loopback_allowed
+        """Whether an account's webhooks may reach this machine; asked again at every delivery, since a
+        name that resolved elsewhere at submit may resolve here now."""
+        self.allowed_hosts = tuple(allowed_hosts)
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         for statement in filter(str.strip, _SCHEMA.split(";")):
@@ -230,7 +239,8 @@ class WebhookOutbox:
 
     async def _send(self, client, row) -> str | None:
         try:
-            await asyncio.to_thread(check_webhook_url, row["url"], self.allow_http_loopback)
+            loopback = self.loopback_allowed(row["account_id"])
+            await asyncio.to_thread(check_webhook_url, row["url"], loopback, self.allowed_hosts)
         except WebhookRefused as exc:
             return f"refused: {exc}"
         body = row["body"].encode()

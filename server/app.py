@@ -13,11 +13,13 @@ from litestar.openapi import OpenAPIConfig
 from litestar.params import FromPath
 
 from engine import Engine, Settings
+from engine.errors import DryError
 from server.auth import provide_account, provide_engine
-from server.errors import exception_handlers
+from server.errors import envelope, exception_handlers
 from server.mcp import build_mcp_server
 from server.realtime import PusherHub
 from server import dashboard, metrics
+from server.host_guard import host_guard
 from server.routes import analysis, broadcasting, generation, openai, prompts, results, transformation, utilities
 
 __all__ = ("create_app",)
@@ -40,6 +42,14 @@ def create_app(settings: Settings, **engine_options: Any) -> Litestar:
 
     @asgi("/mcp", is_mount=True)
     async def mcp(scope: Scope, receive: Receive, send: Send) -> None:
+        # No key, no session: not even the tool list (each tool also counts the key's rate limits).
+        header = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), "")
+        scheme, _, key = header.partition(" ")
+        try:
+            holder["engine"].accounts.authenticate(key.strip() if scheme.lower() == "bearer" else None)
+        except DryError as exc:
+            await _asgi_json(send, exc.status, envelope(exc.status, exc.message, None, settings.error_format))
+            return
         await mcp_app(scope, receive, send)
 
     @contextlib.asynccontextmanager
@@ -83,8 +93,16 @@ def create_app(settings: Settings, **engine_options: Any) -> Litestar:
         route_handlers=[client, openai.ROUTER, mcp, pusher_socket, *keyed_routes, *metrics.ROUTES, *results.ROUTES, health],
         dependencies={"engine": Provide(provide_engine, sync_to_thread=False)},
         lifespan=[open_engine],
+        middleware=[host_guard(settings)],
         exception_handlers=exception_handlers,
         request_max_body_size=_MAX_BODY_BYTES,
         openapi_config=OpenAPIConfig(title="drylocal (dryAPI v1)", version="0.1.0", path="/schema"),
         state=State({"settings": settings}),
     )
+
+
+async def _asgi_json(send: Send, status: int, body: dict) -> None:
+    import json
+
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": json.dumps(body).encode()})

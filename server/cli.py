@@ -84,7 +84,8 @@ def cmd_account(args: argparse.Namespace) -> int:
 
         if args.webhook_url:
             try:
-                check_webhook_url(args.webhook_url, settings.webhook_allow_http_loopback)
+                loopback = settings.webhook_allow_http_loopback and not account.billed
+                check_webhook_url(args.webhook_url, loopback, settings.webhook_allowed_hosts)
             except WebhookRefused as exc:
                 print(str(exc), file=sys.stderr)
                 return 1

@@ -14,7 +14,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from engine import Engine
+from engine.errors import Forbidden
 from engine.events import JobEvent
+from server.auth import bearer_key
 
 __all__ = ("EngineMetrics", "ROUTES")
 
@@ -83,6 +85,11 @@ class EngineMetrics:
 
 @get("/metrics", operation_id="metrics", summary="Prometheus metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response[bytes]:
+    engine = request.app.state.engine
+    if not engine.settings.metrics_public:
+        # Every account's job counts: the owner's to read (Prometheus sends bearer_token as this header).
+        if engine.accounts.authenticate(bearer_key(request)).billed:
+            raise Forbidden("The metrics need an owner's key (or the metrics_public setting).")
     collector: EngineMetrics = request.app.state.metrics
     return Response(collector.exposition(), media_type=CONTENT_TYPE_LATEST)
 

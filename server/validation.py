@@ -83,14 +83,8 @@ def validate_task(form: TaskForm, body: RequestBody, engine: Engine, *, for_pric
     uploads = [
         Upload(name, f.filename, f.content_type, f.data) for name, items in files.items() for f in items
     ]
+    # The URL is checked by Engine.submit, which knows whose job it is (only the owner may call this machine).
     webhook_url = values.pop("webhook_url", None)
-    if webhook_url and not for_price:
-        from engine.webhooks import WebhookRefused, check_webhook_url
-
-        try:
-            check_webhook_url(webhook_url, engine.settings.webhook_allow_http_loopback)
-        except WebhookRefused as exc:
-            raise InvalidRequest.on("webhook_url", str(exc)) from None
     return_inline = bool(values.pop("return_result_in_response", False))
     return Validated(spec, values, uploads, webhook_url, return_inline)
 

@@ -83,7 +83,7 @@ def eventually(condition, timeout: float = 10.0) -> None:
 
 @contextlib.contextmanager
 def running_api(settings: Settings, tier: str = "unlimited", balance: float = 0.0, **engine_options: Any) -> Iterator[Api]:
-    with TestClient(create_app(settings, **engine_options)) as client:
+    with TestClient(create_app(settings, **engine_options), base_url="http://localhost") as client:
         engine: Engine = client.app.state.engine
         account = engine.accounts.create_account("tester", tier=tier, balance=balance)
         yield Api(client, engine.accounts.create_key(account, "tester"))

@@ -51,14 +51,15 @@ def test_tools_are_listed_and_an_embedding_job_runs(live):
     assert price["price"] > 0 and balance["balance"] < 1.0
 
 
-def test_a_wrong_key_is_refused(live):
+def test_a_wrong_key_is_refused_before_any_tool_is_listed(live):
     base, _ = live
-
-    async def calls(session):
-        return await session.call_tool("get_balance", {})
-
-    result = asyncio.run(session_call(base, "dl_wrong", calls))
-    assert result.is_error and "Unauthorized" in result.content[0].text
+    for headers in ({"Authorization": "Bearer dl_wrong"}, {}):
+        listing = httpx.post(
+            f"{base}/mcp/",
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            headers={**headers, "Accept": "application/json, text/event-stream"},
+        )
+        assert listing.status_code == 401 and listing.json()["message"] == "Unauthorized user."
 
 
 def test_bad_input_comes_back_as_a_tool_error_with_the_reason(live):

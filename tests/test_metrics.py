@@ -8,7 +8,7 @@ from tests.conftest import eventually
 
 
 def scrape(api) -> dict[str, list]:
-    response = api.client.get("/metrics")
+    response = api.client.get("/metrics", headers=api.headers)  # the owner's key
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
     return {family.name: family.samples for family in text_string_to_metric_families(response.text)}
 
