@@ -87,6 +87,17 @@ class Server:
             time.sleep(0.05)
         raise AssertionError(f"{request_id} never reached {statuses}: {data}")
 
+    def wait_running(self, request_id: str, timeout: float = 180) -> dict:
+        """Until the job has reported progress: mid-run (the REST status stays ``processing``)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            data = self.status(request_id)
+            if data["status"] == "processing" and data["progress"] > 0:
+                return data
+            assert data["status"] in ("pending", "processing"), data
+            time.sleep(0.05)
+        raise AssertionError(f"{request_id} never ran: {data}")
+
 
 @pytest.fixture
 def server(tmp_path):
@@ -99,7 +110,7 @@ def server(tmp_path):
 def test_job_interrupted_by_a_crash_is_requeued_and_finishes(server):
     server.start()
     request_id = server.submit()
-    server.wait_for(request_id, ("in_progress",))
+    server.wait_running(request_id)
     server.kill()
     server.start()
     done = server.wait_for(request_id, ("done", "error"))
@@ -110,7 +121,7 @@ def test_job_interrupted_twice_fails_with_worker_timeout(server):
     server.start()
     request_id = server.submit()
     for _ in range(2):
-        server.wait_for(request_id, ("in_progress",))
+        server.wait_running(request_id)
         server.kill()
         server.start()
     failed = server.wait_for(request_id, ("done", "error"))
@@ -121,7 +132,7 @@ def test_pending_jobs_survive_a_restart(server):
     server.start()
     first = server.submit()
     second = server.submit()
-    server.wait_for(first, ("in_progress",))
+    server.wait_running(first)
     server.kill()
     server.start()
     assert server.wait_for(second, ("done", "error"))["status"] == "done"
