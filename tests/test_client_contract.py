@@ -98,7 +98,7 @@ def api_served(settings, embedded_defaults):
 
 @pytest.mark.parametrize(
     "inference_type",
-    ["txt2embedding", "img2txt", "video2text", "audio2text", "audio_file2text", "video_file2text", "txt2audio", "img-upscale"],
+    ["txt2embedding", "img2txt", "video2text", "audio2text", "audio_file2text", "video_file2text", "txt2audio", "img-upscale", "img-rmbg"],
 )
 def test_first_model_of_a_filtered_list_runs(api_served, inference_type):
     """The SDK's integration tests take data[0]; the embedded defaults run out of the box."""

@@ -156,4 +156,4 @@ def test_config_row_with_unknown_field_or_backend_is_refused(tmp_path):
 def test_filter_by_inference_type_accepts_client_spellings(tmp_path):
     reg = registry(tmp_path)
     assert {s.slug for s in reg.for_types(["vid2txt"])} == {"WhisperLargeV3", "WhisperBase"}
-    assert {s.slug for s in reg.for_types(["img_upscale", "img-rmbg"])} == {"RealESRGAN_x4plus", "Ben2", "RMBG-1.4"}
+    assert {s.slug for s in reg.for_types(["img_upscale", "img-rmbg"])} == {"RealESRGAN_x4plus", "U2Netp", "Ben2", "RMBG-1.4"}
