@@ -127,7 +127,10 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     quantization: str = "fp32"
     """The weights' precision on a GPU: ``nf4``, ``int8``, ``fp8``, ``bf16``, ``fp16``, ``fp32``."""
     vram_bytes: int
-    """Estimate used for scheduling until the loaded model's memory is measured."""
+    """Estimate used for scheduling until the loaded model's memory is measured; where ``memory`` is
+    given, the sum of its components (the whole model's weights)."""
+    memory: dict[str, int] = {}
+    """Weight bytes per component at the loaded precision, computed by model_registry/weight_memory.py."""
     info: ModelInfo = ModelInfo()
     loras: tuple[Lora, ...] = ()
     languages: tuple[Language, ...] = ()
