@@ -14,6 +14,17 @@ from tests.user_models import register_models, tiny_flux_entry
 
 OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
 
+# Installed by DevTools before the page's own script (and outside its Content-Security-Policy): every
+# violation the policy reports lands in window.__cspViolations for the test to read.
+CSP_RECORDER = """
+window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation", (e) => window.__cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`));
+"""
+
+
+def csp_violations(driver) -> list[str]:
+    return driver.execute_script("return window.__cspViolations || []")
+
 
 @pytest.fixture
 def browser():
@@ -28,6 +39,7 @@ def browser():
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
     driver.set_page_load_timeout(60)
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": CSP_RECORDER})
     yield driver
     driver.quit()
 
@@ -74,6 +86,7 @@ def test_playground_job_shows_live_preview_result_and_model_memory(browser, serv
 
     wait.until(ready.text_to_be_present_in_element((By.ID, "models"), "TinyFlux"))
     assert " MB of " in browser.find_element(By.ID, "memory-text").text
+    assert csp_violations(browser) == []
     OUTPUT.mkdir(exist_ok=True)
     assert browser.save_screenshot(str(OUTPUT / "dashboard.png"))
     assert (OUTPUT / "dashboard.png").stat().st_size > 10_000

@@ -1,15 +1,39 @@
 // drylocal's dashboard: plain browser JavaScript, no build step and nothing fetched from outside.
 // It uses what any dryAPI client uses: the task routes, request-status, the Pusher-protocol socket and
 // the OpenAPI document (to draw one playground form per task), plus /dashboard/state.
+// Every value from the server (jobs, models, the bench report, the OpenAPI document) reaches the page as
+// text: textContent, new Option and element properties, never markup; URLs are checked before use. The
+// page's Content-Security-Policy (server/dashboard.py) allows no inline script or style.
 "use strict";
 
 const API = "/api/v1/client";
-const state = { key: localStorage.getItem("drylocal-key") || "", jobs: new Map(), schema: null, socket: null, clientId: null };
+const KEY_ITEM = "drylocal-key";
+
+// The key lives in sessionStorage: it survives a reload of this tab but not closing the tab or the
+// browser, and no other tab or later visit inherits it, so it is not left on disk for whoever (or
+// whatever script) reads the browser profile afterwards. Earlier versions kept it in localStorage:
+// move it over once and delete it there.
+function storedKey() {
+  const legacy = localStorage.getItem(KEY_ITEM);
+  if (legacy !== null) {
+    if (!sessionStorage.getItem(KEY_ITEM)) sessionStorage.setItem(KEY_ITEM, legacy);
+    localStorage.removeItem(KEY_ITEM);
+  }
+  return sessionStorage.getItem(KEY_ITEM) || "";
+}
+
+const state = { key: storedKey(), jobs: new Map(), schema: null, socket: null, clientId: null };
 const $ = (selector) => document.querySelector(selector);
+
+function textCell(text, tag = "td") {
+  const cell = document.createElement(tag);
+  cell.textContent = text;
+  return cell;
+}
 
 function say(text, ok = false) {
   $("#message").textContent = text || "";
-  $("#message").style.color = ok ? "var(--ok)" : "var(--bad)";
+  $("#message").classList.toggle("ok", ok);
 }
 
 async function api(path, options = {}) {
@@ -29,9 +53,52 @@ async function api(path, options = {}) {
 }
 
 // ------------------------------------------------------------------ jobs
+const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
+
+function sameOriginUrl(text) {
+  try {
+    const url = new URL(text, location.href);
+    return url.origin === location.origin ? url : null;
+  } catch {
+    return null;
+  }
+}
+
 function previewSource(preview) {
-  if (!preview) return null;
-  return preview.startsWith("data:") ? preview : `data:image/jpeg;base64,${preview}`;
+  // Only a JPEG or PNG data URL, bare base64 (a JPEG), or a result file of this server.
+  if (typeof preview !== "string" || !preview) return null;
+  const data = /^data:image\/(?:jpeg|png);base64,(.*)$/s.exec(preview);
+  if (data) return BASE64.test(data[1]) ? preview : null;
+  if (BASE64.test(preview)) return `data:image/jpeg;base64,${preview}`;
+  const url = sameOriginUrl(preview);
+  return url && url.pathname.startsWith("/results/") ? url.href : null;
+}
+
+function resultHref(resultUrl) {
+  // A signed result URL may name the server's public address, so any http(s) URL, but no javascript: or data:.
+  try {
+    const url = new URL(resultUrl, location.href);
+    return ["http:", "https:"].includes(url.protocol) ? url.href : null;
+  } catch {
+    return null;
+  }
+}
+
+function statusCell(job) {
+  const cell = document.createElement("td");
+  const pill = document.createElement("span");
+  pill.className = "pill";
+  const status = String(job.status ?? "");
+  if (/^[a-z_]+$/.test(status)) pill.classList.add(`status-${status}`);
+  pill.textContent = status;
+  cell.append(pill);
+  if (job.error_message) {
+    const error = document.createElement("div");
+    error.className = "job-error";
+    error.textContent = `${job.error_code}: ${job.error_message}`;
+    cell.append(error);
+  }
+  return cell;
 }
 
 const STAGE = { pending: 0, processing: 1, in_progress: 2, done: 3, error: 3 };
@@ -62,14 +129,8 @@ function renderJobs() {
   body.replaceChildren(...rows.map((job) => {
     const row = document.createElement("tr");
     row.dataset.requestId = job.request_id;
-    const cells = [job.request_id.slice(0, 8), job.task || "", job.model || ""].map((text) => {
-      const cell = document.createElement("td");
-      cell.textContent = text;
-      return cell;
-    });
-    const status = document.createElement("td");
-    status.innerHTML = `<span class="pill status-${job.status}">${job.status}</span>`;
-    if (job.error_message) status.title = `${job.error_code}: ${job.error_message}`;
+    const cells = [String(job.request_id).slice(0, 8), job.task || "", job.model || ""].map((text) => textCell(text));
+    const status = statusCell(job);
     const progress = document.createElement("td");
     const bar = document.createElement("progress");
     bar.max = 100;
@@ -86,12 +147,14 @@ function renderJobs() {
       preview.append(image);
     }
     const result = document.createElement("td");
-    if (job.result_url) {
+    const href = job.result_url ? resultHref(job.result_url) : null;
+    if (href) {
       const link = document.createElement("a");
-      link.href = job.result_url;
+      link.href = href;
       link.textContent = "result";
       link.className = "result-link";
       link.target = "_blank";
+      link.rel = "noopener noreferrer";
       result.append(link);
     }
     row.append(...cells, status, progress, preview, result);
@@ -111,11 +174,8 @@ function renderModels(snapshot) {
   $("#memory-text").textContent = `${megabytes(memory.in_use_bytes)} of ${megabytes(memory.budget_bytes)} (${memory.device})`;
   $("#models tbody").replaceChildren(...models.map((model) => {
     const row = document.createElement("tr");
-    for (const text of [model.slug, megabytes(model.memory_bytes), model.busy ? "running" : `idle ${model.idle_seconds} s`, `${model.load_seconds} s`]) {
-      const cell = document.createElement("td");
-      cell.textContent = text;
-      row.append(cell);
-    }
+    const texts = [model.slug, megabytes(model.memory_bytes), model.busy ? "running" : `idle ${model.idle_seconds} s`, `${model.load_seconds} s`];
+    row.append(...texts.map((text) => textCell(text)));
     return row;
   }));
   $("#queue-depth").textContent = `${snapshot.queue_depth} queued`;
@@ -128,14 +188,16 @@ function renderBench(report) {
   if (!entries.length) return;
   const columns = [...new Set(entries.flatMap(([, m]) => Object.keys(m).filter((k) => ["number", "string"].includes(typeof m[k]))))];
   const table = document.createElement("table");
-  table.innerHTML = `<thead><tr><th>model</th>${columns.map((c) => `<th>${c}</th>`).join("")}</tr></thead>`;
-  const body = document.createElement("tbody");
+  const head = document.createElement("tr");
+  head.append(...["model", ...columns].map((column) => textCell(column, "th")));
+  table.createTHead().append(head);
+  const body = table.createTBody();
   for (const [name, values] of entries) {
     const row = document.createElement("tr");
-    row.innerHTML = `<td>${name}</td>` + columns.map((c) => `<td>${typeof values[c] === "number" ? +values[c].toFixed(4) : values[c] ?? ""}</td>`).join("");
+    const shown = columns.map((c) => (typeof values[c] === "number" ? String(+values[c].toFixed(4)) : values[c] ?? ""));
+    row.append(...[name ?? "", ...shown].map((text) => textCell(String(text))));
     body.append(row);
   }
-  table.append(body);
   $("#bench").replaceChildren(table);
 }
 
@@ -162,7 +224,7 @@ function setSocketState(text) {
 function connect(clientId, appKey) {
   state.clientId = clientId;
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const socket = new WebSocket(`${scheme}://${location.host}/app/${appKey}?protocol=7&client=drylocal-dashboard&version=1.0`);
+  const socket = new WebSocket(`${scheme}://${location.host}/app/${encodeURIComponent(appKey)}?protocol=7&client=drylocal-dashboard&version=1.0`);
   const channel = `private-client.${clientId}`;
   state.socket = socket;
   setSocketState("connecting");
@@ -313,7 +375,7 @@ async function loadPlayground() {
 $("#key-form").onsubmit = (event) => {
   event.preventDefault();
   state.key = $("#key").value.trim();
-  localStorage.setItem("drylocal-key", state.key);
+  sessionStorage.setItem(KEY_ITEM, state.key);
   state.clientId = null;
   state.jobs.clear();
   if (state.socket) state.socket.close();
