@@ -20,6 +20,7 @@ from typing import Any, AsyncIterator, Callable
 from engine.accounts import Account, AccountStore
 from engine.database import Database
 from engine.devices import DeviceBudget, probe_device
+from engine.crash_report import CrashReport
 from engine.errors import InvalidRequest, NotFound
 from engine.events import EventBus, JobEvent
 from engine.jobs import TERMINAL, Job, JobStore
@@ -119,10 +120,26 @@ class Engine:
             (slug, memory_bytes, load_seconds, time.time()),
         )
 
+    def _quarantine_after_crash(self) -> list[str]:
+        """After the supervisor saw the last server die of a job (memory, a crash): fail what it was
+        running, refunded, with the reason. A server lost otherwise leaves no report: its jobs re-queue."""
+        report = CrashReport.take(self.settings.home)
+        if report is None:
+            return []
+        if report.reason == "memory":
+            code, message = "OUT_OF_MEMORY", f"{report.detail[:1].upper()}{report.detail[1:]}; the server was restarted"
+        else:
+            code, message = "PROCESSING_ERROR", f"drylocal crashed while running this job ({report.detail})"
+        failed = self.jobs.quarantine_running(code, f"{message} and the job is not retried, so it cannot do it again.")
+        if failed:
+            log.warning("failed %d job(s) the last server died running: %s", len(failed), report.detail)
+        return failed
+
     def recover(self) -> None:
         """Re-queue what a crash interrupted (once), fail what it interrupted twice, queue the rest."""
         self.results.sweep_partials()
-        _, failed = self.jobs.recover(self.settings.max_attempts)
+        failed = self._quarantine_after_crash()
+        failed += self.jobs.recover(self.settings.max_attempts)[1]
         for job_id in failed:
             job = self.jobs.get(job_id)
             self.events.publish(_event(job, "processing"))

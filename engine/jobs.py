@@ -197,6 +197,12 @@ class JobStore:
                 )
         return True
 
+    def quarantine_running(self, code: str, message: str) -> list[str]:
+        """Fail (and refund) every job left running: the process that ran them died of their doing,
+        and running them again would kill it again."""
+        running = [row["id"] for row in self.db.query("SELECT id FROM jobs WHERE status IN ('processing', 'in_progress')")]
+        return [job_id for job_id in running if self.fail(job_id, code, message)]
+
     def recover(self, max_attempts: int) -> tuple[list[str], list[str]]:
         """After a crash: re-queue jobs left running, or fail those already tried ``max_attempts`` times.
 

@@ -72,7 +72,14 @@ class Settings(BaseSettings):
     max_downloads: int = 2
     """URL media (vid2txt, aud2txt) downloaded at the same time, beside the GPU's queue."""
     max_attempts: int = 2
-    """A job interrupted by a crash is re-queued until it has started this many times."""
+    """A job interrupted by a lost server (killed, machine down) is re-queued until it has started this
+    many times; a job whose own run killed the server is failed at once (``supervise``)."""
+    supervise: bool = True
+    """``drylocal serve`` runs the server as a child it restarts after a crash, killing it at
+    ``memory_limit_bytes``; the job a dead child was running is failed (refunded), never re-run."""
+    memory_limit_bytes: int | None = None
+    """Resident memory at which the supervisor kills the server: None = 90 % of the machine's RAM,
+    0 = no limit."""
 
     rate_limits_enabled: bool = True
     """The documented per-key limits for Basic and Premium keys (owner keys are never limited)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -38,6 +39,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = Settings.load(**overrides)
     _ensure_owner(settings)
+    from server import supervisor
+
+    if settings.supervise and not os.environ.get(supervisor.CHILD_ENV):
+        limit = settings.memory_limit_bytes
+        limit = supervisor.default_memory_limit() if limit is None else limit
+        return supervisor.supervise(settings.home, limit)
+    if os.environ.get(supervisor.CHILD_ENV):
+        supervisor.die_with_parent()
     from model_registry.embedded import provision_embedded
 
     for slug, path in provision_embedded(settings.models_dir).items():

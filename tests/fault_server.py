@@ -3,11 +3,15 @@
 DRYLOCAL_FAULT=slow-result-write: every result is half written to its ``.part`` file, then the
 writer stalls (a dying disk) after touching ``$DRYLOCAL_HOME/stalled``, so a test can kill -9 the
 process mid-write.
+DRYLOCAL_FAULT=poison-text: an embedding job whose input is ``HOG`` allocates memory without end (as
+a runaway synthesis did), one whose input is ``SEGV`` kills its process with SIGSEGV (a native crash);
+every other input embeds normally.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -26,7 +30,25 @@ def _stalling_write(self: ResultStore, job_id: str, filename: str, data: bytes) 
     raise AssertionError("unreachable: the test kills the process")
 
 
+def _poisoned(run):
+    def poisoned(self, model, params, inputs, progress):
+        if params.get("input") == "HOG":
+            hoard = []
+            while True:
+                hoard.append(bytearray(64 * 1024 * 1024))  # zero-filled: every page touched
+                time.sleep(0.02)
+        if params.get("input") == "SEGV":
+            os.kill(os.getpid(), signal.SIGSEGV)
+        return run(self, model, params, inputs, progress)
+
+    return poisoned
+
+
 if os.environ.get("DRYLOCAL_FAULT") == "slow-result-write":
     ResultStore.write = _stalling_write
+if os.environ.get("DRYLOCAL_FAULT") == "poison-text":
+    from engine.tasks.txt2embedding import PIPELINE
+
+    type(PIPELINE).run = _poisoned(type(PIPELINE).run)
 
 sys.exit(main())
