@@ -65,16 +65,10 @@ def _onnx_file(path: Path) -> Path:
 
 
 def load(spec: ModelSpec, path: Path, device: str) -> LoadedModel:
-    import onnxruntime
+    from model_registry.loaders._onnx import onnx_session
 
     model = _onnx_file(path)
-    providers = ["CPUExecutionProvider"]
-    if device.startswith("cuda") and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-        providers.insert(0, "CUDAExecutionProvider")
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3
-    session = onnxruntime.InferenceSession(str(model), sess_options=options, providers=providers)
-    handle = U2NetSession(session, model)
+    handle = U2NetSession(onnx_session(model, device), model)
     # The weights counted twice (the Piper loader's rule: onnxruntime holds about a copy again while
     # running); the catalog's figure, which adds the activations at the working size, where it is larger.
     memory = max(2 * model.stat().st_size, spec.vram_bytes)
@@ -82,7 +76,7 @@ def load(spec: ModelSpec, path: Path, device: str) -> LoadedModel:
     return LoadedModel(
         spec=spec,
         handle=handle,
-        device=device if "CUDAExecutionProvider" in session.get_providers() else "cpu",
+        device=device if "CUDAExecutionProvider" in handle.session.get_providers() else "cpu",
         memory_bytes=memory,
         precision="fp32",
         extras={"weights_path": str(model), "working_size": working_size},

@@ -136,16 +136,10 @@ class PiperVoice:
 
 def load_piper_voice(path: Path, device: str = "cpu") -> PiperVoice:
     """``path``: the .onnx file, or a folder holding one .onnx with its .onnx.json config."""
-    import onnxruntime
+    from model_registry.loaders._onnx import onnx_session
 
     model = path if path.is_file() else next(iter(sorted(path.glob("*.onnx"))), None)
     if model is None:
         raise FileNotFoundError(f"no Piper .onnx voice in {path}")
     config = json.loads(Path(f"{model}.json").read_text(encoding="utf-8"))
-    providers = ["CPUExecutionProvider"]
-    if device.startswith("cuda") and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-        providers.insert(0, "CUDAExecutionProvider")
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3
-    session = onnxruntime.InferenceSession(str(model), sess_options=options, providers=providers)
-    return PiperVoice(session, config, model)
+    return PiperVoice(onnx_session(model, device), config, model)
