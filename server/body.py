@@ -50,17 +50,46 @@ async def read_body(request: Request) -> RequestBody:
                 )
             else:
                 _assign(body.fields, key, value)
+        _check_values(body.fields)
         return body
     raw = await request.body()
     if not raw.strip():
         return RequestBody()
     try:
         data = json.loads(raw)
+    except RecursionError:
+        raise InvalidRequest.on("body", _TOO_DEEP) from None
     except ValueError:
         raise InvalidRequest.on("body", "The request body must be valid JSON.") from None
     if not isinstance(data, dict):
         raise InvalidRequest.on("body", "The request body must be a JSON object.")
+    _check_values(data)
     return RequestBody(fields=data)
+
+
+_MAX_DEPTH = 16
+"""Deeper than any dryAPI body (LoRAs are the deepest, at 3); hostile nesting stops here as a 422."""
+_TOO_DEEP = f"The request body is nested more than {_MAX_DEPTH} levels deep."
+
+
+def _check_values(fields: dict[str, Any]) -> None:
+    """422 for what no field can hold: text that is not Unicode (a lone surrogate from JSON's \\ud800
+    cannot be stored, tokenized or written as UTF-8) and nesting past ``_MAX_DEPTH``."""
+    for name, value in fields.items():
+        stack = [(value, 1)]
+        while stack:
+            item, depth = stack.pop()
+            if depth > _MAX_DEPTH:
+                raise InvalidRequest.on("body", _TOO_DEEP)
+            if isinstance(item, str):
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise InvalidRequest.on(str(name), f"The {name} field must be valid UTF-8 text.") from None
+            elif isinstance(item, dict):
+                stack.extend((v, depth + 1) for v in (*item.keys(), *item.values()))
+            elif isinstance(item, list):
+                stack.extend((v, depth + 1) for v in item)
 
 
 def _base_name(key: str) -> str:
