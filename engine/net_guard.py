@@ -7,11 +7,13 @@ bounds unless the owner allows a host by name.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
-from typing import Iterable
+import threading
+from typing import Iterable, Iterator
 
-__all__ = ("addresses_of", "embedded_ipv4", "is_internal")
+__all__ = ("InternalAddressRefused", "addresses_of", "embedded_ipv4", "is_internal", "public_only")
 
 
 def addresses_of(host: str, port: int) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
@@ -47,3 +49,47 @@ def is_internal(addresses: Iterable[ipaddress.IPv4Address | ipaddress.IPv6Addres
         if not address.is_global or address.is_multicast:
             return True
     return False
+
+
+class InternalAddressRefused(socket.gaierror):
+    """A name resolution inside ``public_only`` that yielded a non-public address."""
+
+
+_guard = threading.local()
+_resolve = socket.getaddrinfo
+
+
+def _guarded_getaddrinfo(host, port, *args, **kwargs):
+    results = _resolve(host, port, *args, **kwargs)
+    allowed = getattr(_guard, "allowed", None)
+    if allowed is None or (isinstance(host, (str, bytes)) and _name(host) in allowed):
+        return results
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in results]
+    if is_internal(addresses):
+        _guard.refused.append(_name(host))
+        raise InternalAddressRefused(
+            socket.EAI_NONAME, f"{_name(host)} resolves to a private, loopback or link-local address"
+        )
+    return results
+
+
+def _name(host) -> str:
+    return (host.decode() if isinstance(host, bytes) else str(host)).strip("[]").lower()
+
+
+@contextlib.contextmanager
+def public_only(allowed_hosts: Iterable[str] = ()) -> Iterator[list[str]]:
+    """On this thread, for the block: every name resolution, so every connection Python code makes
+    (yt-dlp's page, its redirects, each playlist segment; httpx; urllib), may only reach public
+    addresses or the hosts named. The connection goes to the very addresses checked, so a name
+    cannot resolve to a public address for the check and an internal one for the connect. Yields the
+    list of hosts refused meanwhile, so a caller can say why a download failed."""
+    if socket.getaddrinfo is not _guarded_getaddrinfo:
+        socket.getaddrinfo = _guarded_getaddrinfo
+    previous = (getattr(_guard, "allowed", None), getattr(_guard, "refused", None))
+    _guard.allowed = frozenset(_name(h) for h in allowed_hosts)
+    _guard.refused = []
+    try:
+        yield _guard.refused
+    finally:
+        _guard.allowed, _guard.refused = previous
