@@ -175,7 +175,7 @@ def test_oversized_upload_is_refused_before_it_is_read(settings):
         key, _ = server.new_key("big")
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
             conn.sendall(
-                b"POST /api/v1/client/audiofile2txt HTTP/1.1\r\nHost: x\r\n"
+                b"POST /api/v1/client/audiofile2txt HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                 + f"Authorization: Bearer {key}\r\n".encode()
                 + b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 500000000\r\n\r\n--b\r\n"
             )
