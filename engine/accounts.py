@@ -113,6 +113,29 @@ class AccountStore:
             raise Forbidden("Your account has been suspended.")
         return account
 
+    @staticmethod
+    def digest(raw_key: str) -> str:
+        """What is stored of a key, and what a session authorized by it remembers."""
+        return _hash(raw_key)
+
+    def revoked(self, digests) -> set[str]:
+        """Those of ``digests`` whose keys are revoked (or gone)."""
+        wanted = [d for d in set(digests) if d]
+        if not wanted:
+            return set()
+        marks = ",".join("?" * len(wanted))
+        active = {
+            row["key_hash"]
+            for row in self.db.query(f"SELECT key_hash FROM api_keys WHERE revoked_at IS NULL AND key_hash IN ({marks})", tuple(wanted))
+        }
+        return set(wanted) - active
+
+    def revocations(self, account_id: str) -> int:
+        """How many of the account's keys were ever revoked: part of every result URL's signature, so a
+        revocation ends the URLs handed out before it."""
+        row = self.db.query_one("SELECT COUNT(*) AS n FROM api_keys WHERE account_id = ? AND revoked_at IS NOT NULL", (account_id,))
+        return int(row["n"]) if row else 0
+
     def list_keys(self) -> list[ApiKeyInfo]:
         rows = self.db.query(
             "SELECT k.*, a.name AS account_name, a.tier FROM api_keys k JOIN accounts a ON a.id = k.account_id "

@@ -62,7 +62,12 @@ class Engine:
         self.accounts = AccountStore(db)
         self.jobs = JobStore(db)
         self.results = ResultStore(settings.results_dir)
-        self.signer = ResultSigner(db.meta("result_secret", lambda: secrets.token_hex(32)), settings.base_url, settings.result_ttl_seconds)
+        self.signer = ResultSigner(
+            db.meta("result_secret", lambda: secrets.token_hex(32)),
+            settings.base_url,
+            settings.result_ttl_seconds,
+            epoch_of=self._result_epoch,
+        )
         self.events = EventBus()
         self.rate_limiter = RateLimiter(db, configured_limits(settings.rate_limits), settings.rate_limits_enabled)
         self.tokens = TokenCounter()
@@ -236,6 +241,11 @@ class Engine:
         if job is None or job.account_id != account.id:
             raise NotFound("Request not found.")
         return job
+
+    def _result_epoch(self, relative: str) -> str:
+        """The owning account's revocation count: a revoked key ends every URL signed before it."""
+        job = self.jobs.get(relative.split("/", 1)[0])
+        return str(self.accounts.revocations(job.account_id)) if job is not None else ""
 
     def result_url(self, job: Job) -> str | None:
         return self.signer.url(job.result_file) if job.status == "done" and job.result_file else None

@@ -7,6 +7,7 @@ import hmac
 import os
 import shutil
 import time
+from typing import Callable
 from pathlib import Path
 from urllib.parse import quote
 
@@ -56,10 +57,13 @@ class ResultStore:
 class ResultSigner:
     """HMAC-SHA256 over ``path + "\\n" + expires`` with a secret kept in the database."""
 
-    def __init__(self, secret: str, base_url: str, ttl_seconds: int) -> None:
+    def __init__(self, secret: str, base_url: str, ttl_seconds: int, epoch_of: Callable[[str], str] | None = None) -> None:
         self._key = secret.encode()
         self.base_url = base_url.rstrip("/")
         self.ttl = ttl_seconds
+        self.epoch_of = epoch_of
+        """The owner's state a URL is bound to (the account's revocations): when it changes, the URLs
+        signed before stop working."""
 
     def url(self, relative: str, now: float | None = None) -> str:
         expires = int((now or time.time()) + self.ttl)
@@ -76,4 +80,6 @@ class ResultSigner:
             raise Forbidden("This result URL has expired.")
 
     def _sign(self, relative: str, expires: int) -> str:
-        return hmac.new(self._key, f"{relative}\n{expires}".encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+        epoch = self.epoch_of(relative) if self.epoch_of is not None else ""
+        message = f"{relative}\n{expires}\n{epoch}".encode("utf-8", "surrogatepass")
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()

@@ -27,6 +27,9 @@ _PUSHED_STATUSES = ("processing", "in_progress", "done")
 # A client that lets this many frames pile up is told to come back later (4100) rather than
 # holding the engine's progress events in memory.
 _BACKLOG = 256
+_MAX_GRANTS = 10_000
+_REVOCATION_CHECK_SECONDS = 5.0
+"""How long a revoked key's idle socket may stay open; an event is never sent to one."""
 
 
 def client_channel(client_id: str) -> str:
@@ -38,6 +41,8 @@ class _Connection:
         self.socket = socket
         self.socket_id = pusher.new_socket_id()
         self.channels: set[str] = set()
+        self.keys: dict[str, str] = {}
+        """channel -> digest of the API key that authorized it: a revoked key ends the socket."""
         self.outbox: asyncio.Queue[str | tuple[int, str]] = asyncio.Queue(maxsize=_BACKLOG)
         self.last_heard = time.monotonic()
 
@@ -65,13 +70,28 @@ class PusherHub:
         self._connections: set[_Connection] = set()
         self._subscribers: dict[str, set[_Connection]] = {}
         self._channel_of_account: dict[str, str] = {}
+        self._grants: dict[tuple[str, str], str] = {}
+        """(socket id, channel) -> the authorizing key's digest, until the socket subscribes."""
 
     # ------------------------------------------------------------ authorization
-    def authorize(self, client_id: str, socket_id: str, channel: str) -> str | None:
+    def authorize(self, client_id: str, socket_id: str, channel: str, key_digest: str = "") -> str | None:
         """The ``auth`` token for a socket joining ``channel``, or None when the account may not."""
         if channel != client_channel(client_id):
             return None
+        if len(self._grants) >= _MAX_GRANTS:  # tokens never used: the oldest go first
+            del self._grants[next(iter(self._grants))]
+        self._grants[(socket_id, channel)] = key_digest
         return pusher.auth_token(self.keys[0], self.secret, socket_id, channel)
+
+    def _close_revoked(self, connections) -> set[_Connection]:
+        """Close the sockets whose channels a since-revoked key authorized; returns them."""
+        connections = [c for c in connections if c.keys]
+        revoked = self.engine.accounts.revoked(d for c in connections for d in c.keys.values())
+        closed = {c for c in connections if revoked.intersection(c.keys.values())}
+        for connection in closed:
+            connection.keys.clear()
+            connection.close(Close.UNAUTHORIZED, "The API key that authorized this socket was revoked")
+        return closed
 
     # ------------------------------------------------------------ engine events
     async def on_event(self, event: JobEvent) -> None:
@@ -84,6 +104,7 @@ class PusherHub:
         listeners = self._subscribers.get(channel)
         if not listeners:
             return
+        listeners = set(listeners) - self._close_revoked(listeners)
         done = event.status == "done"
         payload = {
             "request_id": event.job_id,
@@ -93,7 +114,7 @@ class PusherHub:
             "progress": f"{100.0 if done else event.progress:.2f}",
         }
         frame = pusher.event_frame("request.status.updated", payload, channel)
-        for connection in list(listeners):
+        for connection in listeners:
             connection.send(frame)
 
     def close_all(self) -> None:
@@ -165,7 +186,9 @@ class PusherHub:
             elif silent < self.activity_timeout:
                 pinged = False
             wait = (self.activity_timeout + (self.pong_timeout if pinged else 0)) - silent
-            await asyncio.sleep(max(wait, 0.05))
+            await asyncio.sleep(min(max(wait, 0.05), _REVOCATION_CHECK_SECONDS))
+            if self._close_revoked([connection]):
+                return
 
     async def _read(self, connection: _Connection) -> None:
         with contextlib.suppress(WebSocketDisconnect):
@@ -215,6 +238,9 @@ class PusherHub:
         if channel not in connection.channels:
             connection.channels.add(channel)
             self._subscribers.setdefault(channel, set()).add(connection)
+        granted_by = self._grants.pop((connection.socket_id, channel), None)
+        if granted_by:
+            connection.keys[channel] = granted_by
         connection.send(pusher.event_frame("pusher_internal:subscription_succeeded", {}, channel))
 
     @staticmethod

@@ -11,6 +11,7 @@ from litestar.di import NamedDependency
 from engine import Account
 from engine.errors import Forbidden, InvalidRequest
 from server import pusher_protocol as pusher
+from server.auth import bearer_key
 from server.body import read_body
 from server.realtime import PusherHub
 
@@ -29,7 +30,7 @@ async def broadcasting_auth(request: Request, account: NamedDependency[Account])
     if errors:
         raise InvalidRequest(errors)
     hub: PusherHub = request.app.state.pusher
-    token = hub.authorize(account.client_id, socket_id, channel)
+    token = hub.authorize(account.client_id, socket_id, channel, key_digest=hub.engine.accounts.digest(bearer_key(request) or ""))
     if token is None:
         raise Forbidden(f"This key may only subscribe to private-client.{account.client_id}.")
     return {"auth": token}
