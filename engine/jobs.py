@@ -168,15 +168,41 @@ class JobStore:
         result_file: str | None,
         result_alt: dict[str, str] | None = None,
         meta: dict[str, Any] | None = None,
+        final_price: float | None = None,
     ) -> bool:
+        """Mark the job done; with ``final_price``, settle its charge to it in the same transaction: the
+        difference is refunded, or debited as far as the balance goes (settlement never takes a
+        balance below zero; the quote was held up front)."""
         now = time.time()
-        return self._update(
-            job_id,
-            ACTIVE,
-            "status = 'done', progress = 100, result = ?, result_file = ?, result_alt = ?, meta = ?,"
-            " finished_at = ?, updated_at = ?",
-            (result, result_file, json.dumps(result_alt or {}), json.dumps(meta or {}), now, now),
-        )
+        marks = ",".join("?" * len(ACTIVE))
+        with self.db.transaction() as db:
+            changed = db.execute(
+                "UPDATE jobs SET status = 'done', progress = 100, result = ?, result_file = ?, result_alt = ?,"
+                f" meta = ?, finished_at = ?, updated_at = ? WHERE id = ? AND status IN ({marks})",
+                (result, result_file, json.dumps(result_alt or {}), json.dumps(meta or {}), now, now, job_id, *ACTIVE),
+            ).rowcount
+            if changed != 1:
+                return False
+            if final_price is not None:
+                self._settle(db, job_id, final_price, now)
+        return True
+
+    @staticmethod
+    def _settle(db, job_id: str, final_price: float, now: float) -> None:
+        row = db.execute("SELECT account_id, charged FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if not row["charged"]:  # the owner's jobs are not billed
+            db.execute("UPDATE jobs SET price = ? WHERE id = ?", (final_price, job_id))
+            return
+        delta = round(final_price - row["charged"], 6)
+        if delta > 0:
+            balance = db.execute("SELECT COALESCE(SUM(amount), 0) FROM ledger WHERE account_id = ?", (row["account_id"],)).fetchone()[0]
+            delta = round(min(delta, max(0.0, balance)), 6)
+        if delta:
+            db.execute(
+                "INSERT INTO ledger (account_id, job_id, amount, kind, created_at) VALUES (?,?,?,?,?)",
+                (row["account_id"], job_id, -delta, "settle", now),
+            )
+        db.execute("UPDATE jobs SET price = ?, charged = ? WHERE id = ?", (final_price, round(row["charged"] + delta, 6), job_id))
 
     def fail(self, job_id: str, code: str, message: str) -> bool:
         """Mark the job failed and refund what it was charged, in one transaction."""

@@ -25,6 +25,7 @@ from engine.scheduler import Plan, QueuedJob, ResidentModel, expired_models, pla
 from engine.settings import Settings
 from engine.tasks import TaskResult, pipeline_for
 from model_registry import LoadedModel, ModelRegistry, ModelSpec
+from model_registry.pricing import settled_price
 
 __all__ = ("GpuWorker", "ModelStats")
 
@@ -330,12 +331,17 @@ class GpuWorker:
             self._fail(job.id, "PROCESSING_ERROR", f"The result could not be stored: {exc.strerror or exc}")
             return
         previous = self.jobs.get(job.id).status
+        try:
+            final_price = settled_price(self.registry.get(job.model), job.params, output.meta)
+        except Exception:  # a model removed from the catalog since: the quote stands
+            final_price = None
         if self.jobs.complete(
             job.id,
             result=output.text if job.return_inline else None,
             result_file=relative,
             result_alt=alt,
             meta=output.meta,
+            final_price=final_price,
         ):
             self._publish(self.jobs.get(job.id), previous)
 

@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping
 
 from model_registry.spec import ModelSpec
 
-__all__ = ("FORMULAS", "price_of")
+__all__ = ("FORMULAS", "SETTLED_AFTER_RUN", "price_of", "settled_price")
 
 _MICRO = Decimal("0.000001")
 
@@ -90,6 +90,20 @@ FORMULAS: dict[str, Callable[[Mapping[str, float], Mapping[str, Any]], Decimal]]
         booster_characters,
     )
 }
+
+
+SETTLED_AFTER_RUN = {"audio_hours": "duration_seconds", "ocr_characters": "characters"}
+"""Formulas whose true amount is known only after the run (the duration the audio decodes to, the
+characters OCR read): a job of them is charged its quote up front and settled to this figure of its
+result's meta; a file's header or a 1,000-character guess never decides what it costs."""
+
+
+def settled_price(spec: ModelSpec, params: Mapping[str, Any], meta: Mapping[str, Any]) -> float | None:
+    """The job's price from what it turned out to be, or None when its formula settles nothing."""
+    key = SETTLED_AFTER_RUN.get(spec.price.formula)
+    if key is None or meta.get(key) is None:
+        return None
+    return price_of(spec, {**params, key: meta[key]})
 
 
 def price_of(spec: ModelSpec, params: Mapping[str, Any]) -> float:

@@ -83,3 +83,70 @@ def test_non_finite_and_oversized_numbers_are_422_not_a_null_price(api, raw):
     assert response.status_code == 422, response.text
     assert set(response.json()["errors"]) & {"speed", "count_text"}
 
+
+
+# ---------------------------------------------------------------- charges settled from what the job really was
+def _ledger_total(api, account_id: str) -> float:
+    return api.engine.accounts.balance(account_id)
+
+
+def test_ocr_is_settled_to_the_characters_it_read(settings):
+    from tests.test_ocr import rendered
+
+    with running_api(settings, tier="premium", balance=1.0) as api:
+        spec = api.engine.registry.get("PP_OCRv4")
+        for lines in ([], ["Hello world, reading this page", "and a second line of words"]):
+            before = api.get("balance").json()["data"]["balance"]
+            image = rendered(lines) if lines else rendered([""])
+            response = api.post("img2txt", files={"image": ("scan.png", image, "image/png")}, data={"model": "PP_OCRv4"})
+            request_id = response.json()["data"]["request_id"]
+            status = api.wait(request_id, timeout=120)
+            assert status["status"] == "done", status
+            job = api.engine.jobs.get(request_id)
+            read = job.meta["characters"]
+            assert (read == 0) == (not lines)
+            expected = price_of(spec, {**job.params, "characters": read})
+            after = api.get("balance").json()["data"]["balance"]
+            assert after == pytest.approx(before - expected, abs=1e-9)  # not the 1,000-character quote
+            assert job.price == expected
+
+
+def test_transcription_is_settled_to_the_decoded_duration_not_the_header(settings, monkeypatch, tmp_path_factory):
+    """A header that understates the length (simulated: the header reader says 1 s) bills what decodes."""
+    import server.validation
+    from model_registry.embedded import provision_embedded
+    from tests.media_files import piper_speech, wav_bytes
+
+    root = tmp_path_factory.mktemp("whisper")
+    provision_embedded(root, only=("WhisperBase",))
+    settings.models_dir.mkdir(parents=True, exist_ok=True)
+    (settings.models_dir / "WhisperBase").symlink_to(root / "WhisperBase")
+    monkeypatch.setattr(server.validation, "media_duration", lambda data, name: 1.0)
+    samples, rate = piper_speech("This sentence lasts rather longer than the one second its header claims to be.")
+    with running_api(settings, tier="premium", balance=1.0) as api:
+        spec = api.engine.registry.get("WhisperBase")
+        quote = api.post(
+            "audiofile2txt/price-calculation",
+            files={"audio": ("a.wav", wav_bytes(samples, rate), "audio/wav")},
+            data={"include_ts": "false", "model": "WhisperBase"},
+        ).json()["data"]["price"]
+        response = api.post(
+            "audiofile2txt", files={"audio": ("a.wav", wav_bytes(samples, rate), "audio/wav")}, data={"include_ts": "false", "model": "WhisperBase"}
+        )
+        request_id = response.json()["data"]["request_id"]
+        assert api.wait(request_id, timeout=120)["status"] == "done"
+        decoded = api.engine.jobs.get(request_id).meta["duration_seconds"]
+        assert decoded > 3
+        expected = price_of(spec, {"duration_seconds": decoded, "include_ts": False})
+        assert expected > quote
+        assert api.get("balance").json()["data"]["balance"] == pytest.approx(1.0 - expected, abs=1e-9)
+
+
+def test_settlement_never_takes_a_balance_below_zero(settings):
+    with running_api(settings, tier="premium", balance=0.00001) as api:
+        account = api.engine.accounts.authenticate(api.key)
+        spec = api.engine.registry.get("MiniLM_L6_v2")
+        job = api.engine.jobs.create(account, task="txt2embedding", model=spec.slug, params={}, inputs={}, price=0.000004)
+        api.engine.jobs.start(job.id)
+        assert api.engine.jobs.complete(job.id, result=None, result_file=None, final_price=5.0)
+        assert api.engine.accounts.balance(account.id) == 0.0
