@@ -106,9 +106,11 @@ class Engine:
         engine.recover()
         engine.worker.start()
         engine.webhooks.start()
+        collector = asyncio.create_task(engine._collect_periodically(), name="drylocal-gc")
         try:
             yield engine
         finally:
+            collector.cancel()
             for task in list(engine._downloads):
                 task.cancel()
             await asyncio.gather(*engine._downloads, return_exceptions=True)
@@ -309,6 +311,19 @@ class Engine:
             else:
                 saved[upload.field] = str(path)
         return saved
+
+    async def _collect_periodically(self) -> None:
+        """Expire results, leftover inputs and old rows (engine/retention.py) once an interval."""
+        from engine.retention import collect
+
+        interval = self.settings.gc_interval_seconds
+        while interval > 0:
+            await asyncio.sleep(interval)
+            try:
+                report = await asyncio.to_thread(collect, self.db, self.settings)
+                log.info("retention: %s", report)
+            except Exception:  # a failed sweep is retried at the next interval
+                log.exception("retention sweep failed")
 
     async def _clean_inputs(self, event: JobEvent) -> None:
         if event.status in TERMINAL:

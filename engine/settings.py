@@ -89,6 +89,12 @@ class Settings(BaseSettings):
 
     result_ttl_seconds: int = 24 * 3600
     """How long a signed result URL stays valid."""
+    result_retention_seconds: float = 7 * 86400
+    """How long a finished job's result files are kept (then its status answers without a URL)."""
+    job_retention_seconds: float = 30 * 86400
+    """How long finished job rows are kept; charges and refunds stay in the ledger for good."""
+    gc_interval_seconds: float = 3600
+    """How often the server collects what expired (``drylocal gc`` does it at once); 0 = never."""
     error_format: Literal["array", "object"] = "object"
     """422 ``errors`` as the Laravel object {field: [messages]} the hosted service answers and the real
     clients parse (the SDK's balance check, the MCP server's ``errors.items()``), or ``"array"``: the

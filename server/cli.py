@@ -174,17 +174,46 @@ def _stderr_for(slug: str):
     return lambda message: print(f"{slug}: {message}", file=sys.stderr)
 
 
+def _print_plan(slug: str, plan, free: int, stream) -> None:
+    """Each repo's files the loader reads, with what stays on the hub, and the total to download."""
+    from model_registry.model_store import human_bytes
+
+    def count(n: int) -> str:
+        return f"{n} file{'s' if n != 1 else ''}"
+
+    for part in plan.sources:
+        left = ""
+        if part.skipped:
+            skipped = sum(file.size for file in part.skipped)
+            left = f"; {count(len(part.skipped))} ({human_bytes(skipped)}) left on the hub"
+        print(f"{slug}: {part.source.repo_id} at commit {part.commit[:7]}: {count(len(part.files))}, "
+              f"{human_bytes(part.size_bytes)}{left}", file=stream)
+        missing = {file.path for file in part.missing}
+        for file in part.files:
+            note = "" if file.path in missing else "  (already there, verified)"
+            print(f"  {human_bytes(file.size) if file.size else '0 B':>9}  {file.path}{note}", file=stream)
+    total = human_bytes(plan.download_bytes) if plan.download_bytes else "nothing"
+    print(f"{slug}: {total} to download ({human_bytes(free)} free on the models folder's disk)", file=stream, flush=True)
+
+
 def cmd_pull(args: argparse.Namespace) -> int:
     from model_registry.model_store import human_bytes
-    from model_registry.pull import pull
+    from model_registry.pull import check_room, free_bytes, install, plan_pull
 
     settings = Settings.load()
-    settings.ensure_dirs()
     registry = _registry(settings)
     status = 0
     for slug in args.slugs:
         try:
-            for pulled in pull(registry, slug, endpoint=args.endpoint, report=_stderr_for(slug)):
+            plan = plan_pull(registry, slug, endpoint=args.endpoint)
+            free = free_bytes(settings.models_dir)
+            # The plan is what a dry run answers; before a download it is progress, on stderr with the bars.
+            _print_plan(slug, plan, free, sys.stdout if args.dry_run else sys.stderr)
+            if args.dry_run:
+                continue
+            check_room(plan, free)
+            settings.ensure_dirs()
+            for pulled in install(plan, report=_stderr_for(slug)):
                 how = "verified" if pulled.fetched else "already there, verified"
                 files = f"{pulled.files} file{'s' if pulled.files != 1 else ''}"
                 print(f"{slug}: {pulled.path} ({files}, {human_bytes(pulled.size_bytes)}, {how} at commit {pulled.commit[:7]})")
@@ -243,6 +272,15 @@ def cmd_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gc(args: argparse.Namespace) -> int:
+    from engine.retention import collect
+
+    settings = Settings.load()
+    settings.ensure_dirs()
+    print(f"drylocal gc: {collect(Database(settings.db_path), settings)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="drylocal", description="Serve the dryAPI HTTP API from your own GPU.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -252,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(func=cmd_serve)
+
+    gc = commands.add_parser("gc", help="delete expired results, leftover inputs and old job rows now; says what it freed")
+    gc.set_defaults(func=cmd_gc)
 
     keys = commands.add_parser("keys", help="manage API keys")
     key_actions = keys.add_subparsers(dest="action", required=True)
@@ -277,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     pull = commands.add_parser("pull", help="download and verify models' checkpoints from the Hugging Face hub")
     pull.add_argument("slugs", nargs="+", metavar="SLUG")
     pull.add_argument("--endpoint", help="a hub mirror (default: $HF_ENDPOINT or huggingface.co)")
+    pull.add_argument("--dry-run", action="store_true", help="print the files and the total to download; fetch nothing")
     pull.set_defaults(func=cmd_pull)
 
     rm = commands.add_parser("rm", help="delete a model's pulled weights from the drylocal models folder")
