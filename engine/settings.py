@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     pusher_app_keys: tuple[str, ...] = ("dryapi-api-prod-key", "depin-api-prod-key")
     """App keys the WebSocket server at /app/{key} answers to (both spellings the docs' examples use);
     the first one signs /broadcasting/auth answers."""
+    max_connections: int = 1024
+    """Open HTTP and WebSocket connections the server holds at once; past it, new ones get 503 (so
+    thousands of half-sent requests cannot hold it)."""
+    pusher_max_sockets_per_ip: int = 64
+    """WebSockets one address may hold open at once; the next is refused with 4100 (over capacity)."""
     pusher_activity_timeout: float = 30.0
     """Seconds of client silence before the server pings (advertised to clients in the handshake)."""
     pusher_pong_timeout: float = 30.0

@@ -52,7 +52,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for slug, path in provision_embedded(settings.models_dir).items():
         print(f"drylocal: {slug} ready from packaged weights ({path})", flush=True)
     print(f"drylocal: serving dryAPI on {settings.base_url}/api/v1/client (data in {settings.home})", flush=True)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=args.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=args.log_level,
+        limit_concurrency=settings.max_connections,
+    )
     return 0
 
 

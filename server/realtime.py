@@ -71,6 +71,8 @@ class PusherHub:
         self._subscribers: dict[str, set[_Connection]] = {}
         self._channel_of_account: dict[str, str] = {}
         self._grants: dict[tuple[str, str], str] = {}
+        self.max_sockets_per_ip = settings.pusher_max_sockets_per_ip
+        self._sockets_of_ip: dict[str, int] = {}
         """(socket id, channel) -> the authorizing key's digest, until the socket subscribes."""
 
     # ------------------------------------------------------------ authorization
@@ -125,12 +127,24 @@ class PusherHub:
     # ------------------------------------------------------------ one socket
     async def serve(self, socket: WebSocket, key: str) -> None:
         await socket.accept()
+        address = socket.client.host if socket.client else ""
         refusal = self._refusal(key, socket.query_params.get("protocol"))
+        if refusal is None and self._sockets_of_ip.get(address, 0) >= self.max_sockets_per_ip:
+            refusal = Close.OVER_CAPACITY, f"Too many connections from this address (at most {self.max_sockets_per_ip})"
         if refusal is not None:
             code, message = refusal
             await socket.send_text(pusher.error_frame(code, message))
             await socket.close(code=code, reason=message)
             return
+        self._sockets_of_ip[address] = self._sockets_of_ip.get(address, 0) + 1
+        try:
+            await self._serve(socket)
+        finally:
+            remaining = self._sockets_of_ip.pop(address, 1) - 1
+            if remaining > 0:
+                self._sockets_of_ip[address] = remaining
+
+    async def _serve(self, socket: WebSocket) -> None:
         connection = _Connection(socket)
         self._connections.add(connection)
         connection.send(
@@ -230,6 +244,12 @@ class PusherHub:
         if channel.startswith("presence-"):
             self._refuse(connection, channel, "Presence channels are not offered by drylocal", 403)
             return
+        if not channel.startswith("private-"):
+            # drylocal publishes on private channels alone, each signed for one account and one socket, so a
+            # socket can hold only its account's channel; a public one would be a free, unbounded subscription.
+            self._refuse(connection, channel, "Only private channels, authorized through /broadcasting/auth", 403)
+            return
+
         if channel.startswith("private-") and not pusher.is_valid_auth(
             data.get("auth"), self.keys, self.secret, connection.socket_id, channel
         ):
