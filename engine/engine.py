@@ -30,6 +30,7 @@ from engine.settings import Settings
 from engine.webhooks import WebhookOutbox
 from engine.worker import GpuWorker
 from model_registry import LoadedModel, ModelRegistry, ModelSpec, TokenCounter, WeightsLocator, price_of
+from model_registry.placement import Placement
 
 __all__ = ("FETCHED_TASKS", "Engine", "Upload")
 
@@ -54,13 +55,13 @@ class Engine:
         registry: ModelRegistry,
         db: Database,
         budget: DeviceBudget,
-        load_fn: Callable[[ModelSpec, str], LoadedModel] | None = None,
+        load_fn: Callable[[ModelSpec, str, Placement], LoadedModel] | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
         self.db = db
         self.accounts = AccountStore(db)
-        self.jobs = JobStore(db)
+        self.jobs = JobStore(db, settings.home)
         self.results = ResultStore(settings.results_dir)
         self.signer = ResultSigner(
             db.meta("result_secret", lambda: secrets.token_hex(32)),
@@ -93,7 +94,7 @@ class Engine:
         settings: Settings,
         *,
         budget: DeviceBudget | None = None,
-        load_fn: Callable[[ModelSpec, str], LoadedModel] | None = None,
+        load_fn: Callable[[ModelSpec, str, Placement], LoadedModel] | None = None,
         registry: ModelRegistry | None = None,
     ) -> AsyncIterator["Engine"]:
         settings.ensure_dirs()

@@ -11,11 +11,13 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from engine.accounts import Account
 from engine.database import Database
 from engine.errors import InsufficientBalance
+from engine.redaction import redact_paths
 
 __all__ = ("ACTIVE", "PUBLIC_STATUSES", "TERMINAL", "Job", "JobStore")
 
@@ -61,8 +63,10 @@ class Job:
 
 
 class JobStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, home: Path | None = None) -> None:
         self.db = db
+        self.home = home
+        """The data folder, named ``$DRYLOCAL_HOME`` in the failure messages clients read."""
 
     def create(
         self,
@@ -206,6 +210,7 @@ class JobStore:
 
     def fail(self, job_id: str, code: str, message: str) -> bool:
         """Mark the job failed and refund what it was charged, in one transaction."""
+        message = redact_paths(message, self.home)
         now = time.time()
         with self.db.transaction() as db:
             row = db.execute("SELECT account_id, charged, status FROM jobs WHERE id = ?", (job_id,)).fetchone()

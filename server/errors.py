@@ -14,6 +14,7 @@ from litestar.exceptions import HTTPException, NotFoundException, ValidationExce
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from engine.errors import DryError, InvalidRequest, RateLimited
+from engine.redaction import redact_paths
 from model_registry import RegistryError, UnknownModel
 
 __all__ = ("envelope", "exception_handlers")
@@ -36,6 +37,10 @@ def _format(request: Request) -> str:
 
 
 def _respond(request: Request, status: int, message: str, errors=None, headers=None) -> Response:
+    home = getattr(getattr(request.app.state, "settings", None), "home", None)
+    message = redact_paths(message, home)
+    if errors:
+        errors = {field: [redact_paths(text, home) for text in texts] for field, texts in errors.items()}
     return Response(envelope(status, message, errors, _format(request)), status_code=status, headers=headers)
 
 

@@ -20,6 +20,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 
 from engine import Engine
 from engine.errors import DryError, InvalidRequest, RateLimited
+from engine.redaction import redact_paths
 from server.auth import admit
 from server.body import FormFile, RequestBody
 from server.forms import FORMS
@@ -107,7 +108,8 @@ def build_mcp_server(engine_of: Callable[[], Engine]):
                 raise ToolError(f"{exc.message} Retry after {exc.retry_after} s ({exc.limit_type} limit).") from None
             except DryError as exc:
                 details = "; ".join(f"{k}: {' '.join(v)}" for k, v in getattr(exc, "errors", {}).items())
-                raise ToolError(f"{exc.message} ({details})" if details else exc.message) from None
+                text = f"{exc.message} ({details})" if details else exc.message
+                raise ToolError(redact_paths(text, engine_of().settings.home)) from None
 
         return wrapped
 

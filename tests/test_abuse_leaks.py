@@ -48,3 +48,16 @@ def test_mcp_tool_list_needs_a_key(settings):
             headers={"Accept": "application/json, text/event-stream"},
         )
         assert listing.status_code == 401
+
+
+def test_error_messages_carry_no_server_paths(api):
+    home = str(api.engine.settings.home)
+    body = {"prompt": "a cat", "model": "Flux1schnell", "width": 512, "height": 512, "seed": 1}
+    refused = api.post("txt2img", json=body)
+    assert refused.status_code == 422 and home not in refused.text and "$DRYLOCAL_HOME/models/Flux1schnell" in refused.text
+    job = api.engine.jobs.create(
+        api.engine.accounts.authenticate(api.key), task="txt2embedding", model="MiniLM_L6_v2", params={}, inputs={}, price=0.0
+    )
+    api.engine.jobs.fail(job.id, "PROCESSING_ERROR", f"Invalid data found when processing input: '{home}/inputs/{job.id}/media.mp4' (from /usr/lib/x/libav.so)")
+    message = api.get(f"request-status/{job.id}").json()["data"]["error_message"]
+    assert home not in message and "/usr/lib" not in message and "media.mp4" in message

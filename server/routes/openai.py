@@ -19,6 +19,7 @@ from litestar.di import NamedDependency, Provide
 
 from engine import Account, Engine
 from engine.errors import DryError, InvalidRequest, RateLimited
+from engine.redaction import redact_paths
 from model_registry.errors import RegistryError
 from server.auth import provide_account
 from server.body import RequestBody, read_body
@@ -199,7 +200,7 @@ def _openai_error(request: Request, exc: Exception) -> Response:
     param = next(iter(exc.errors), None) if isinstance(exc, InvalidRequest) else None
     if isinstance(exc, RegistryError):
         status, param = 422, "model"
-    message = getattr(exc, "message", None) or str(exc)
+    message = redact_paths(getattr(exc, "message", None) or str(exc), request.app.state.settings.home)
     kind = {401: "authentication_error", 404: "not_found_error", 422: "invalid_request_error", 429: "rate_limit_error"}
     # OpenAI's clients back off by Retry-After, as dryAPI's do.
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
