@@ -158,7 +158,7 @@ class AccountStore:
         self.db.execute("UPDATE accounts SET webhook_url = ? WHERE id = ?", (url or None, account_id))
 
     def balance(self, account_id: str) -> float:
-        row = self.db.query_one("SELECT COALESCE(SUM(amount), 0) AS b FROM ledger WHERE account_id = ?", (account_id,))
+        row = self.db.query_one("SELECT COALESCE((SELECT amount FROM balances WHERE account_id = ?), 0) AS b", (account_id,))
         return round(float(row["b"]), 6)
 
     def credit(self, account_id: str, amount: float, kind: str = "credit") -> None:

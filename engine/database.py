@@ -40,6 +40,13 @@ CREATE TABLE IF NOT EXISTS ledger (
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS ledger_account ON ledger(account_id);
+-- Each account's balance, kept by the ledger's own inserts (the ledger is append-only): a submit reads
+-- one row instead of summing the account's whole history.
+CREATE TABLE IF NOT EXISTS balances (account_id TEXT PRIMARY KEY, amount REAL NOT NULL);
+CREATE TRIGGER IF NOT EXISTS ledger_keeps_balance AFTER INSERT ON ledger BEGIN
+    INSERT INTO balances (account_id, amount) VALUES (NEW.account_id, NEW.amount)
+    ON CONFLICT(account_id) DO UPDATE SET amount = amount + NEW.amount;
+END;
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
     account_id TEXT NOT NULL REFERENCES accounts(id),
@@ -88,6 +95,16 @@ class Database:
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._lock = threading.RLock()
         self._conn.executescript(_SCHEMA)
+        self._fill_balances_once()
+
+    def _fill_balances_once(self) -> None:
+        """A database from before the balances table: its ledger summed once, then the trigger keeps it."""
+        with self.transaction() as db:
+            if db.execute("SELECT 1 FROM meta WHERE key = 'balances_filled'").fetchone():
+                return
+            db.execute("DELETE FROM balances")
+            db.execute("INSERT INTO balances (account_id, amount) SELECT account_id, SUM(amount) FROM ledger GROUP BY account_id")
+            db.execute("INSERT INTO meta (key, value) VALUES ('balances_filled', '1')")
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

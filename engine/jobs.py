@@ -88,7 +88,7 @@ class JobStore:
         with self.db.transaction() as db:
             if charged:
                 balance = db.execute(
-                    "SELECT COALESCE(SUM(amount), 0) FROM ledger WHERE account_id = ?", (account.id,)
+                    "SELECT COALESCE((SELECT amount FROM balances WHERE account_id = ?), 0)", (account.id,)
                 ).fetchone()[0]
                 if balance + 1e-12 < charged:
                     raise InsufficientBalance()
@@ -199,7 +199,7 @@ class JobStore:
             return
         delta = round(final_price - row["charged"], 6)
         if delta > 0:
-            balance = db.execute("SELECT COALESCE(SUM(amount), 0) FROM ledger WHERE account_id = ?", (row["account_id"],)).fetchone()[0]
+            balance = db.execute("SELECT COALESCE((SELECT amount FROM balances WHERE account_id = ?), 0)", (row["account_id"],)).fetchone()[0]
             delta = round(min(delta, max(0.0, balance)), 6)
         if delta:
             db.execute(
