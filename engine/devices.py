@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 from engine.settings import Settings
+from model_registry.footprint import Footprint
+from model_registry.placement import Placement, place
 
-__all__ = ("DeviceBudget", "probe_device")
+__all__ = ("DeviceBudget", "cuda_budget", "probe_device")
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,14 @@ class DeviceBudget:
     total_bytes: int
     probe_free: Callable[[], int] | None = None
     """Free memory on the device right now (CUDA); None where only the budget's bookkeeping counts."""
+    host_budget_bytes: int = 0
+    """Host RAM that offloaded models' weights may take (a GPU's placements); on the CPU the budget itself."""
+    gpu_reserve_bytes: int = 1_500_000_000
+    """What the budget leaves free on the card (settings.gpu_reserve_bytes), to word card-size suggestions."""
+
+    def place(self, fp: Footprint) -> Placement:
+        """The fastest placement of a model (its footprint) within this device's budgets."""
+        return place(fp, self.budget_bytes, self.host_budget_bytes, device=self.device, gpu_reserve=self.gpu_reserve_bytes)
 
 
 def _cuda_available() -> bool:
@@ -42,8 +52,22 @@ def probe_device(settings: Settings) -> DeviceBudget:
         index = torch.device(device).index or 0
         device = f"cuda:{index}"
         free, total = torch.cuda.mem_get_info(index)
-        budget = settings.memory_budget_bytes or max(0, total - settings.gpu_reserve_bytes)
-        return DeviceBudget(device, budget, total, lambda: torch.cuda.mem_get_info(index)[0])
+        return cuda_budget(settings, device, total, lambda: torch.cuda.mem_get_info(index)[0])
     total = _ram_bytes()
     budget = settings.memory_budget_bytes or int(total * settings.cpu_memory_fraction)
-    return DeviceBudget("cpu", budget, total)
+    return DeviceBudget("cpu", budget, total, host_budget_bytes=budget)
+
+
+def cuda_budget(
+    settings: Settings,
+    device: str,
+    total_bytes: int,
+    probe_free: Callable[[], int] | None = None,
+    ram_bytes: int | None = None,
+) -> DeviceBudget:
+    """The budget on a CUDA card of ``total_bytes`` in a machine with ``ram_bytes`` of RAM (default: this one's);
+    also how `drylocal models --device-memory` plans as on a card this machine does not have."""
+    budget = settings.memory_budget_bytes or max(0, total_bytes - settings.gpu_reserve_bytes)
+    ram = _ram_bytes() if ram_bytes is None else ram_bytes
+    host = settings.host_memory_budget_bytes or int(ram * settings.host_memory_fraction)
+    return DeviceBudget(device, budget, total_bytes, probe_free, host, settings.gpu_reserve_bytes)

@@ -6,7 +6,9 @@
   has waited ``max_wait`` seconds; then it goes next whatever it costs.
 - A model is loaded only if it fits beside the resident models; idle models (no lease) are evicted
   least-recently-used first to make room; models in use are never evicted.
-- A job whose model cannot fit even alone in the budget fails at once.
+- A job whose model cannot fit even alone in the budget fails at once, as does one whose model has no
+  placement (``refusal``). ``need_bytes`` is the model's placement's GPU need (offloaded models need less
+  than their weights).
 - Batchable jobs of the same model and task run together, up to ``max_batch`` inputs.
 """
 
@@ -27,6 +29,8 @@ class QueuedJob:
     batchable: bool = False
     size: int = 1
     """Inputs the job adds to a micro-batch (texts for embeddings)."""
+    refusal: str | None = None
+    """Why its model has no placement on this machine (model_registry/placement.py); such a job fails at once."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,9 @@ def plan(
     max_batch: int = 1,
 ) -> Plan:
     too_big = tuple(
-        (job.job_id, _too_big_reason(job, budget_bytes)) for job in queue if job.need_bytes > budget_bytes
+        (job.job_id, job.refusal or _too_big_reason(job, budget_bytes))
+        for job in queue
+        if job.refusal or job.need_bytes > budget_bytes
     )
     failing = {job_id for job_id, _ in too_big}
     waiting = [job for job in queue if job.job_id not in failing]

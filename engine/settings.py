@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     """Kept free on a GPU for activations, the CUDA context and other processes."""
     cpu_memory_fraction: float = 0.5
     """On the CPU the budget is this share of the machine's RAM."""
+    host_memory_fraction: float = 0.8
+    """On a GPU machine, the share of RAM that offloaded models' weights may take (model_registry/placement.py):
+    below the supervisor's default kill line at 90 %, leaving the rest to the server itself."""
+    host_memory_budget_bytes: int | None = None
+    """That RAM budget in bytes, overriding ``host_memory_fraction``."""
     keep_alive_seconds: float = 300.0
     """Idle time before a model unloads: -1 = never, 0 = at once. A model's spec may override it."""
     max_wait_seconds: float = 30.0

@@ -25,6 +25,8 @@ from engine.scheduler import Plan, QueuedJob, ResidentModel, expired_models, pla
 from engine.settings import Settings
 from engine.tasks import TaskResult, pipeline_for
 from model_registry import LoadedModel, ModelRegistry, ModelSpec
+from model_registry.footprint import Footprint, footprint, read_layout
+from model_registry.placement import Placement
 from model_registry.pricing import settled_price
 
 __all__ = ("GpuWorker", "ModelStats")
@@ -57,7 +59,7 @@ class GpuWorker:
         events: EventBus,
         budget: DeviceBudget,
         settings: Settings,
-        load_fn: Callable[[ModelSpec, str], LoadedModel] | None = None,
+        load_fn: Callable[[ModelSpec, str, Placement], LoadedModel] | None = None,
         on_loaded: Callable[[str, int, float], None] | None = None,
     ) -> None:
         self.registry = registry
@@ -71,6 +73,8 @@ class GpuWorker:
         """Told (slug, memory_bytes, load_seconds) after each load, so the measurements can outlive the process."""
         self.measured: dict[str, int] = {}
         """Memory each model was measured to take when loaded; replaces the spec's estimate."""
+        self._layout = read_layout()
+        self._footprints: dict[str, tuple[Footprint, Placement]] = {}
         self.load_seconds: dict[str, float] = {}
         self.loads = 0
         self.evictions = 0
@@ -173,23 +177,59 @@ class GpuWorker:
 
     def _queue_view(self) -> list[QueuedJob]:
         return [
-            QueuedJob(q.job_id, q.model, q.task, self._need(q.model), q.enqueued_at, q.batchable, q.size)
+            QueuedJob(
+                q.job_id, q.model, q.task, self._need(q.model), q.enqueued_at, q.batchable, q.size, self._refusal(q.model)
+            )
             for q in self._queue
         ]
 
     def _resident_view(self) -> list[ResidentModel]:
         return [
-            ResidentModel(slug, r.loaded.memory_bytes, r.last_used, r.leases, self._keep_alive(r.loaded.spec))
+            ResidentModel(slug, self._held(slug, r.loaded), r.last_used, r.leases, self._keep_alive(r.loaded.spec))
             for slug, r in self._resident.items()
         ]
 
+    def placement(self, slug: str) -> Placement:
+        """Where ``slug`` sits on this device: the fastest placement that fits its budgets, decided once."""
+        return self._placed(slug)[1]
+
+    def _placed(self, slug: str) -> tuple[Footprint, Placement]:
+        spec = self.registry.get(slug)
+        if spec.slug not in self._footprints:
+            fp = footprint(spec, self._layout)
+            self._footprints[spec.slug] = fp, self.budget.place(fp)
+        return self._footprints[spec.slug]
+
     def _need(self, slug: str) -> int:
-        if slug in self.measured:
-            return self.measured[slug]
+        """GPU memory a job of ``slug`` takes: its placement's, with measured weights where it is resident."""
         try:
-            return self.registry.get(slug).vram_bytes
+            fp, placement = self._placed(slug)
         except Exception:
             return 0
+        if placement.kind == "resident" and slug in self.measured:
+            # Offloadable pipelines add their working memory to the measured weights; the other loaders'
+            # measured figure already includes what they run in (their reserve).
+            return self.measured[slug] + (placement.working_bytes if fp.offloadable else 0)
+        return placement.gpu_bytes
+
+    def _refusal(self, slug: str) -> str | None:
+        """On a GPU, why no placement fits (the CPU keeps the scheduler's own budget message)."""
+        if not self.budget.device.startswith("cuda"):
+            return None
+        try:
+            placement = self.placement(slug)
+        except Exception:
+            return None
+        return placement.reason if placement.kind == "too_big" else None
+
+    def _held(self, slug: str, loaded: LoadedModel) -> int:
+        """What a loaded model holds on the GPU for planning: its weights, or an offloaded one's whole need
+        (it takes that much whenever it runs)."""
+        try:
+            placement = self.placement(slug)
+        except Exception:
+            return loaded.memory_bytes
+        return placement.gpu_bytes if placement.offloaded else loaded.memory_bytes
 
     def _keep_alive(self, spec: ModelSpec) -> float:
         return spec.keep_alive_seconds if spec.keep_alive_seconds is not None else self.settings.keep_alive_seconds
@@ -207,7 +247,8 @@ class GpuWorker:
         started = time.perf_counter()
         try:
             spec = self.registry.get(slug)
-            loaded = await loop.run_in_executor(self._executor, self.load_fn, spec, self.budget.device)
+            placement = self.placement(slug)
+            loaded = await loop.run_in_executor(self._executor, self.load_fn, spec, self.budget.device, placement)
         except Exception as exc:
             code = "OUT_OF_MEMORY" if _is_oom(exc) else "PROCESSING_ERROR"
             log.exception("loading %s failed", slug)

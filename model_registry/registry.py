@@ -11,6 +11,7 @@ from typing import Iterable
 from model_registry.backends import PLANNED_BACKENDS, LoadedModel, import_loader, is_available
 from model_registry.catalog import builtin_specs, load_specs_file
 from model_registry.errors import CatalogError, DuplicateModel, ModelNotInstalled, ModelUnavailable, UnknownModel
+from model_registry.placement import Placement
 from model_registry.spec import ModelSpec, normalize_inference_type
 from model_registry.weights import WeightsLocator
 
@@ -110,19 +111,23 @@ class ModelRegistry:
         assert availability.path is not None
         return availability.path
 
-    def load(self, spec: ModelSpec, device: str) -> LoadedModel:
-        """Load the weights onto ``device``; blocking, so callers run it on the GPU executor."""
+    def load(self, spec: ModelSpec, device: str, placement: Placement | None = None) -> LoadedModel:
+        """Load the weights onto ``device``, placed as ``placement`` says (model_registry/placement.py; the
+        loaders that can offload take it, the others are resident); blocking, so callers run it on the GPU
+        executor."""
         path = self.require_runnable(spec)
         loader = import_loader(spec.backend)
         parameters = inspect.signature(loader).parameters
+        options: dict = {}
+        if "placement" in parameters:
+            options["placement"] = placement
         if "components" in parameters:
             # Backends that serve some requests from a second checkpoint (a TTS mode) find it here.
-            components = {name: self.locator.find_component(spec, name) for name in spec.components}
-            return loader(spec, path, device, components=components)
-        if "cache_dir" in parameters:
+            options["components"] = {name: self.locator.find_component(spec, name) for name in spec.components}
+        elif "cache_dir" in parameters:
             # Loaders that convert checkpoints (e.g. to CTranslate2) keep the result beside our models.
-            return loader(spec, path, device, cache_dir=self.locator.models_dir / ".converted" / spec.slug)
-        return loader(spec, path, device)
+            options["cache_dir"] = self.locator.models_dir / ".converted" / spec.slug
+        return loader(spec, path, device, **options)
 
     def _install_hint(self, spec: ModelSpec) -> str:
         if spec.install_hint:

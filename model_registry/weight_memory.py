@@ -27,13 +27,13 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 from model_registry.spec import ModelSpec
 
 __all__ = (
-    "COMPONENTS", "CONFIGS", "RESERVING_BACKENDS", "ComponentMemory", "Part", "build_on_meta", "component_bytes",
-    "component_memory", "computed_slugs", "read_config",
+    "COMPONENTS", "CONFIGS", "RESERVING_BACKENDS", "ComponentMemory", "Part", "as_loaded", "build_on_meta",
+    "component_bytes", "component_memory", "computed_slugs", "read_config", "sized_tensors",
 )
 
 CONFIGS = Path(__file__).parent / "configs"
@@ -286,18 +286,25 @@ def _nf4_bytes(numel: int, blocksize: int, double_quant: bool) -> int:
     return -(-numel // 2) + absmax + 16 * 4
 
 
-def _count(model, precision: _Precision, library: str) -> tuple[int, int, int]:
-    """(parameters, buffer elements, bytes) of ``model`` loaded at ``precision``."""
+def as_loaded(model, precision: _Precision, library: str):
+    """``model`` (on meta) converted as its loader converts it: quantized layers, float8 storage."""
     import torch
 
     if precision.quantization is not None:
         _quantize_on_meta(model, library, precision.quantization, precision.dtype)
     if precision.fp8:
         model.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=torch.bfloat16)
+    return model
+
+
+def sized_tensors(model, precision: _Precision, library: str) -> Iterator[tuple[str, bool, int, int]]:
+    """(owning module's name, is a parameter, elements, bytes) of every tensor of ``model`` (already
+    ``as_loaded``), tied tensors once, each at the bytes the rules above give it."""
+    import torch
+
     fp32 = _fp32_patterns(model, library, precision.dtype)
     size = torch.tensor([], dtype=precision.dtype).element_size()
     seen: set[int] = set()
-    params = buffers = total = 0
     for module_name, module in model.named_modules():
         kind = type(module).__name__ if type(module).__module__.startswith("bitsandbytes") else ""
         tensors = [(n, t, True) for n, t in module.named_parameters(recurse=False)]
@@ -307,20 +314,28 @@ def _count(model, precision: _Precision, library: str) -> tuple[int, int, int]:
                 continue
             seen.add(id(tensor))
             numel = tensor.numel()
-            params, buffers = (params + numel, buffers) if is_param else (params, buffers + numel)
             full_name = f"{module_name}.{name}" if module_name else name
             if kind == "Linear4bit" and name == "weight":
-                total += _nf4_bytes(numel, tensor.blocksize, bool(tensor.compress_statistics))
+                nbytes = _nf4_bytes(numel, tensor.blocksize, bool(tensor.compress_statistics))
             elif kind == "Linear8bitLt" and name == "weight":
-                total += numel + 4 * tensor.shape[0]
+                nbytes = numel + 4 * tensor.shape[0]
             elif not tensor.is_floating_point():
-                total += numel * tensor.element_size()
+                nbytes = numel * tensor.element_size()
             elif tensor.dtype == torch.float8_e4m3fn:
-                total += numel
+                nbytes = numel
             elif any(p.search(full_name) for p in fp32):
-                total += numel * 4
+                nbytes = numel * 4
             else:
-                total += numel * size
+                nbytes = numel * size
+            yield module_name, is_param, numel, nbytes
+
+
+def _count(model, precision: _Precision, library: str) -> tuple[int, int, int]:
+    """(parameters, buffer elements, bytes) of ``model`` loaded at ``precision``."""
+    params = buffers = total = 0
+    for _, is_param, numel, nbytes in sized_tensors(as_loaded(model, precision, library), precision, library):
+        params, buffers = (params + numel, buffers) if is_param else (params, buffers + numel)
+        total += nbytes
     return params, buffers, total
 
 

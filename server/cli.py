@@ -129,12 +129,37 @@ def _measurements(settings: Settings) -> dict[str, tuple[int, float]]:
     return {row["slug"]: (row["memory_bytes"], row["load_seconds"]) for row in rows}
 
 
+def _device_budget(settings: Settings, args: argparse.Namespace):
+    """This machine's device budget, as the engine probes it; or, with --device-memory, a CUDA card of that
+    size (and with --host-memory, that much RAM), on any machine."""
+    from engine.devices import cuda_budget, probe_device
+
+    if args.device_memory is not None:
+        card = settings.model_copy(update={"memory_budget_bytes": None})
+        if args.host_memory is not None:
+            card = card.model_copy(update={"host_memory_budget_bytes": None})
+        return cuda_budget(card, "cuda:0", args.device_memory, ram_bytes=args.host_memory)
+    budget = probe_device(settings)
+    if args.host_memory is not None and budget.device.startswith("cuda"):
+        roomy = settings.model_copy(update={"host_memory_budget_bytes": None})
+        return cuda_budget(roomy, budget.device, budget.total_bytes, budget.probe_free, ram_bytes=args.host_memory)
+    return budget
+
+
+def _placement_cell(placement: dict) -> str:
+    tiles = ", vae tiles" if placement["vae_tiling"] else ""
+    return placement["kind"].replace("_", " ") + tiles
+
+
 def cmd_models(args: argparse.Namespace) -> int:
+    from model_registry.footprint import footprint, read_layout
     from model_registry.model_store import disk_bytes, human_bytes
 
     settings = Settings.load()
     registry = _registry(settings)
     measured = _measurements(settings)
+    budget = _device_budget(settings, args)
+    layout = read_layout()
     models, states = [], []
     for spec in registry.all():
         availability = registry.availability(spec)
@@ -149,13 +174,18 @@ def cmd_models(args: argparse.Namespace) -> int:
                 "path": str(availability.path) if availability.path else None,
                 "measured_memory_bytes": memory,
                 "load_seconds": seconds,
+                "placement": budget.place(footprint(spec, layout)).as_dict(),
             }
         )
         states.append("ready" if availability.runnable else ("installed" if availability.installed else "not installed"))
     if args.json:
         print(json.dumps(models, indent=2))
         return 0
-    header = ("MODEL", "STATE", "SIZE", "QUANT", "MEMORY", "LOAD", "TASKS")
+    where = f"{budget.device}: {human_bytes(budget.budget_bytes)} budget"
+    if budget.device.startswith("cuda"):
+        where += f", {human_bytes(budget.host_budget_bytes)} of RAM for offloaded weights"
+    print(f"placements on {where}")
+    header = ("MODEL", "STATE", "SIZE", "QUANT", "MEMORY", "LOAD", "PLACEMENT", "NEEDS", "TASKS")
     rows = [
         (
             m["slug"],
@@ -164,12 +194,14 @@ def cmd_models(args: argparse.Namespace) -> int:
             m["quantization"],
             human_bytes(m["measured_memory_bytes"]),
             "-" if m["load_seconds"] is None else f"{m['load_seconds']:.1f} s",
+            _placement_cell(m["placement"]),
+            human_bytes(m["placement"]["gpu_bytes"]),
             ",".join(m["inference_types"]),
         )
         for m, state in zip(models, states)
     ]
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
-    numeric = {2, 4, 5}  # right-aligned, so sizes and times line up by their units
+    numeric = {2, 4, 5, 7}  # right-aligned, so sizes and times line up by their units
     for row in (header, *rows):
         cells = [cell.rjust(w) if i in numeric else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
         print("  ".join(cells).rstrip())
@@ -317,8 +349,16 @@ def build_parser() -> argparse.ArgumentParser:
     account.add_argument("--webhook-url", help="set the account's default webhook ('' clears it)")
     account.set_defaults(func=cmd_account)
 
-    models = commands.add_parser("models", help="list the model catalog: installed, size, measured memory")
+    models = commands.add_parser("models", help="list the model catalog: installed, size, measured memory, placement")
     models.add_argument("--json", action="store_true", help="print a JSON list instead of the table")
+    models.add_argument(
+        "--device-memory", type=int, metavar="BYTES",
+        help="place every model as on a CUDA card with this much memory (default: this machine's device)",
+    )
+    models.add_argument(
+        "--host-memory", type=int, metavar="BYTES",
+        help="with this much RAM (default: this machine's); offloaded weights may take host_memory_fraction of it",
+    )
     models.set_defaults(func=cmd_models)
 
     pull = commands.add_parser("pull", help="download and verify models' checkpoints from the Hugging Face hub")

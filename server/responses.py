@@ -102,6 +102,19 @@ class ModelLanguage(Struct):
     voices: list[ModelVoice]
 
 
+class ModelPlacement(Struct):
+    """Where the model sits on this machine's device (model_registry/placement.py), fastest that fits."""
+
+    kind: Annotated[
+        Literal["resident", "model_offload", "group_offload", "sequential_offload", "too_big"],
+        Meta(description="resident: all on the GPU; *_offload: weights in host RAM, moved up by component, group or layer."),
+    ]
+    gpu_bytes: Annotated[int, Meta(description="Peak GPU memory of a job placed so (estimated at the largest request).")]
+    host_bytes: Annotated[int, Meta(description="Weights kept in host RAM while offloaded.")]
+    vae_tiling: Annotated[bool, Meta(description="The VAE decodes in tiles, as a whole decode would not fit.")]
+    reason: Annotated[str | None, Meta(description="For too_big: why, and what would fit.")]
+
+
 class ModelResource(Struct):
     """One entry of the models list: the hosted fields, then drylocal's own."""
 
@@ -120,6 +133,7 @@ class ModelResource(Struct):
     loaded: bool
     aliases: list[str]
     license: Annotated[str | None, Meta(description="The weights' licence as their publisher names it.")]
+    placement: ModelPlacement
     languages: Annotated[list[ModelLanguage] | UnsetType, Meta(description="Speech models only.")] = UNSET
 
 

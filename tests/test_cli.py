@@ -111,13 +111,26 @@ def test_models_json_gives_each_models_install_state_size_and_path(home, capsys)
     models = models_json(capsys)
     minilm, flux = models["MiniLM_L6_v2"], models["Flux1schnell"]
     assert set(minilm) == {
-        "slug", "inference_types", "quantization", "installed", "size_bytes", "path", "measured_memory_bytes", "load_seconds"
+        "slug", "inference_types", "quantization", "installed", "size_bytes", "path", "measured_memory_bytes", "load_seconds",
+        "placement",
     }
     assert minilm["installed"] and minilm["size_bytes"] > 10_000_000 and minilm["path"].endswith("model")
-    assert flux == {
+    assert minilm["placement"]["kind"] == "resident"  # the machine's own device; the CPU here
+    assert {k: v for k, v in flux.items() if k != "placement"} == {
         "slug": "Flux1schnell", "inference_types": ["txt2img"], "quantization": "bf16", "installed": False,
         "size_bytes": 0, "path": None, "measured_memory_bytes": None, "load_seconds": None,
     }
+
+
+def test_models_json_places_every_model_as_on_a_card_of_the_given_size(home, capsys):
+    capsys.readouterr()
+    assert main(["models", "--json", "--device-memory", str(24 * 2**30), "--host-memory", str(64 * 2**30)]) == 0
+    on_24 = {m["slug"]: m["placement"] for m in json.loads(capsys.readouterr().out)}
+    assert on_24["Flux1schnell"]["kind"] == "group_offload" and on_24["QwenImageEdit_Plus_NF4"]["kind"] == "model_offload"
+    assert on_24["Ltx2_19B_Dist_FP8"]["kind"] == "group_offload" and on_24["Ltx2_19B_Dist_FP8"]["vae_tiling"]
+    assert main(["models", "--json", "--device-memory", str(12 * 2**30), "--host-memory", str(16 * 2**30)]) == 0
+    ltx2 = {m["slug"]: m["placement"] for m in json.loads(capsys.readouterr().out)}["Ltx2_19B_Dist_FP8"]
+    assert ltx2["kind"] == "too_big" and "It would fit on a card of" in ltx2["reason"]
 
 
 def test_models_shows_the_memory_and_load_time_measured_at_the_last_load(settings, monkeypatch, capsys):
@@ -131,7 +144,8 @@ def test_models_shows_the_memory_and_load_time_measured_at_the_last_load(setting
     minilm = models_json(capsys)["MiniLM_L6_v2"]
     assert minilm["measured_memory_bytes"] == in_memory and minilm["load_seconds"] > 0
     main(["models"])
-    assert re.search(r"^MiniLM_L6_v2 +ready +\d+\.\d MB +fp32 +\d+\.\d MB +\d+\.\d s +txt2embedding$", capsys.readouterr().out, re.M)
+    row = r"^MiniLM_L6_v2 +ready +\d+\.\d MB +fp32 +\d+\.\d MB +\d+\.\d s +resident +\d+\.\d MB +txt2embedding$"
+    assert re.search(row, capsys.readouterr().out, re.M)
 
 
 # ---------------------------------------------------------------- rm

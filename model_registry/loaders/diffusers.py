@@ -3,6 +3,8 @@
 The folder's model_index.json names the pipeline class, so one loader serves every family. On a GPU
 the transformer is quantized as the slug says, through diffusers' own bitsandbytes config; the rest
 runs in bf16. On the CPU everything is float32: bitsandbytes and bf16 kernels do not pay off there.
+The pipeline is loaded in RAM and then placed as the worker's placement says (loaders/_offload.py):
+whole on the GPU, or offloaded by component, by group or by layer; ``extras["placement"]`` records it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from pathlib import Path
 
 from model_registry.backends import LoadedModel
 from model_registry.loaders._memory import measured_load, module_bytes
+from model_registry.loaders._offload import apply_placement
+from model_registry.placement import Placement
 from model_registry.spec import ModelSpec
 
 __all__ = ("load", "pipeline_memory")
@@ -86,9 +90,12 @@ def _save_prequantized(pipe, folder: Path) -> None:
     partial.rename(folder)
 
 
-def load(spec: ModelSpec, path: Path, device: str, cache_dir: Path | None = None) -> LoadedModel:
+def load(
+    spec: ModelSpec, path: Path, device: str, cache_dir: Path | None = None, placement: Placement | None = None
+) -> LoadedModel:
     """``cache_dir``: where the first load of an NF4/INT8 model keeps its quantized transformer, so later
-    loads read it instead of quantizing the full-precision weights again."""
+    loads read it instead of quantizing the full-precision weights again. ``placement``: how the pipeline
+    sits on ``device`` (None: resident)."""
     from diffusers import DiffusionPipeline
     from diffusers.utils import logging as diffusers_logging
 
@@ -109,9 +116,10 @@ def load(spec: ModelSpec, path: Path, device: str, cache_dir: Path | None = None
             # Weights stored in float8, computed in bf16: diffusers' layerwise casting halves their memory.
             pipe.transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=torch.bfloat16)
             precision = "fp8"
-        pipe.to(device)
+        apply_placement(pipe, placement, device)
     pipe.set_progress_bar_config(disable=True)
-    memory = measured["cuda_bytes"] or pipeline_memory(pipe)
+    # Offloaded, the measure is what stays on the GPU between jobs (little); the worker plans with the placement.
+    memory = measured["cuda_bytes"] if measured["cuda_bytes"] is not None else pipeline_memory(pipe)
 
     return LoadedModel(
         spec=spec,
@@ -119,5 +127,10 @@ def load(spec: ModelSpec, path: Path, device: str, cache_dir: Path | None = None
         device=device,
         memory_bytes=memory,
         precision=precision,
-        extras={"pipeline_class": type(pipe).__name__, "weights_path": str(path), "prequantized": reused},
+        extras={
+            "pipeline_class": type(pipe).__name__,
+            "weights_path": str(path),
+            "prequantized": reused,
+            "placement": placement,
+        },
     )

@@ -128,6 +128,7 @@ def model_info(engine: Engine, spec: ModelSpec, resident=None) -> dict[str, Any]
         "loaded": resident is not None,
         "aliases": list(spec.aliases),
         "license": spec.license or None,
+        "placement": engine.worker.placement(spec.slug).as_dict(),
     }
     if spec.languages:
         info["languages"] = [
