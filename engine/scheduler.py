@@ -2,8 +2,11 @@
 
 ``plan`` is a pure function of the queue, the resident models and the memory budget; the worker
 (engine/worker.py) applies the Plan. Rules:
-- FIFO, but a job whose model is resident may overtake one that needs a swap, until the oldest job
-  has waited ``max_wait`` seconds; then it goes next whatever it costs.
+- Fair between accounts: the queue is taken in turns, each account's k-th waiting job ranked with
+  every other account's k-th; among equal ranks the account served longest ago goes first, then age.
+  A flood from one key delays another key's job by at most one of its own jobs, not the whole flood.
+- In that order, but a job whose model is resident may overtake one that needs a swap, until the first
+  job has waited ``max_wait`` seconds; then it goes next whatever it costs.
 - A model is loaded only if it fits beside the resident models; idle models (no lease) are evicted
   least-recently-used first to make room; models in use are never evicted.
 - A job whose model cannot fit even alone in the budget fails at once, as does one whose model has no
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ("Plan", "QueuedJob", "ResidentModel", "expired_models", "plan")
+__all__ = ("Plan", "QueuedJob", "ResidentModel", "expired_models", "fair_order", "plan")
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,8 @@ class QueuedJob:
     """Inputs the job adds to a micro-batch (texts for embeddings)."""
     refusal: str | None = None
     """Why its model has no placement on this machine (model_registry/placement.py); such a job fails at once."""
+    account: str = ""
+    """Whose job it is: the turns of the fair order."""
 
 
 @dataclass(frozen=True)
@@ -60,14 +65,16 @@ def plan(
     now: float,
     max_wait: float,
     max_batch: int = 1,
+    served: dict[str, float] | None = None,
 ) -> Plan:
+    """``served``: when each account's last job started (the turns of the fair order)."""
     too_big = tuple(
         (job.job_id, job.refusal or _too_big_reason(job, budget_bytes))
         for job in queue
         if job.refusal or job.need_bytes > budget_bytes
     )
     failing = {job_id for job_id, _ in too_big}
-    waiting = [job for job in queue if job.job_id not in failing]
+    waiting = fair_order([job for job in queue if job.job_id not in failing], served or {})
     if not waiting:
         return Plan(fail=too_big)
 
@@ -94,6 +101,19 @@ def plan(
     return Plan(
         run=_batch(chosen, waiting, max_batch), model=chosen.model, load=True, evict=tuple(evict), fail=too_big
     )
+
+
+def fair_order(queue: list[QueuedJob], served: dict[str, float] | None = None) -> list[QueuedJob]:
+    """Each account's jobs in turn: rank within its account, then the account served longest ago,
+    then age."""
+    served = served or {}
+    seen: dict[str, int] = {}
+    ranked = []
+    for job in sorted(queue, key=lambda j: j.enqueued_at):
+        rank = seen.get(job.account, 0)
+        seen[job.account] = rank + 1
+        ranked.append((rank, served.get(job.account, float("-inf")), job.enqueued_at, job))
+    return [item[-1] for item in sorted(ranked, key=lambda item: item[:3])]
 
 
 def expired_models(resident: list[ResidentModel], now: float) -> list[str]:

@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     network or this machine, e.g. a media server on the LAN; every other internal address is refused."""
     max_downloads: int = 2
     """URL media (vid2txt, aud2txt) downloaded at the same time, beside the GPU's queue."""
+    job_time_limit_seconds: float = 1800
+    """How long one job may run before it is stopped at its next progress step (video twice this,
+    transcription this plus twice the media's length); 0 = no limit."""
     max_attempts: int = 2
     """A job interrupted by a lost server (killed, machine down) is re-queued until it has started this
     many times; a job whose own run killed the server is failed at once (``supervise``)."""

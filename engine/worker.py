@@ -81,6 +81,8 @@ class GpuWorker:
         self._queue: list[QueuedJob] = []
         self._resident: dict[str, _Resident] = {}
         self._started: set[str] = set()
+        self._served: dict[str, float] = {}
+        """When each account's last job started: the turns of the scheduler's fair order."""
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drylocal-gpu")
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -102,6 +104,7 @@ class GpuWorker:
                 enqueued_at=time.time(),
                 batchable=bool(pipeline and pipeline.batchable),
                 size=size,
+                account=job.account_id,
             )
         )
         self._wake.set()
@@ -161,6 +164,7 @@ class GpuWorker:
             now,
             self.settings.max_wait_seconds,
             self.settings.max_batch_inputs,
+            self._served,
         )
         for job_id, reason in decision.fail:
             self._dequeue([job_id])
@@ -178,7 +182,15 @@ class GpuWorker:
     def _queue_view(self) -> list[QueuedJob]:
         return [
             QueuedJob(
-                q.job_id, q.model, q.task, self._need(q.model), q.enqueued_at, q.batchable, q.size, self._refusal(q.model)
+                q.job_id,
+                q.model,
+                q.task,
+                self._need(q.model),
+                q.enqueued_at,
+                q.batchable,
+                q.size,
+                self._refusal(q.model),
+                q.account,
             )
             for q in self._queue
         ]
@@ -307,6 +319,8 @@ class GpuWorker:
                 self._publish(job, "pending")
         if not jobs:
             return
+        for job in jobs:
+            self._served[job.account_id] = time.time()
         pipeline = pipeline_for(jobs[0].task)
         if pipeline is None:
             for job in jobs:
@@ -353,7 +367,13 @@ class GpuWorker:
             await self._finish(job, output)
 
     def _progress_reporter(self, job: Job):
+        limit = time_limit(job.task, job.params, self.settings.job_time_limit_seconds)
+        deadline = time.monotonic() + limit if limit else None
+
         def report(progress: float, preview_jpeg: bytes | None = None) -> None:
+            # Each step is where a job can be stopped: past its limit, the pipeline ends at its next step.
+            if deadline is not None and time.monotonic() > deadline:
+                raise JobFailure("WORKER_TIMEOUT", f"The job ran past its time limit of {limit:.0f} s and was stopped.")
             preview = base64.b64encode(preview_jpeg).decode() if preview_jpeg else None
             previous = self.jobs.get(job.id)
             if self.jobs.report_progress(job.id, progress, preview):
@@ -407,6 +427,16 @@ class GpuWorker:
                 error_message=job.error_message,
             )
         )
+
+
+def time_limit(task: str, params: dict, base_seconds: float) -> float:
+    """Seconds a job may run: the setting, twice it for video, and for transcription twice the media's
+    length on top (a long recording is long work, not a stuck job). 0 = no limit."""
+    if not base_seconds:
+        return 0.0
+    if task in ("txt2video", "img2video", "aud2video"):
+        return 2 * base_seconds
+    return base_seconds + 2 * float(params.get("duration_seconds") or 0)
 
 
 def _as_paths(inputs: dict) -> dict:
