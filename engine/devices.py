@@ -24,6 +24,10 @@ class DeviceBudget:
     """Host RAM that offloaded models' weights may take (a GPU's placements); on the CPU the budget itself."""
     gpu_reserve_bytes: int = 1_500_000_000
     """What the budget leaves free on the card (settings.gpu_reserve_bytes), to word card-size suggestions."""
+    park_budget_bytes: int = 0
+    """Host RAM that evicted models may be parked in (engine/scheduler.py's host tier); 0 = evicted models
+    are dropped. On a GPU it is the host budget, shared with offloaded weights; on the CPU, the RAM the host
+    fraction allows beyond the device budget (a parked model there simply stays loaded)."""
 
     def place(self, fp: Footprint) -> Placement:
         """The fastest placement of a model (its footprint) within this device's budgets."""
@@ -55,7 +59,8 @@ def probe_device(settings: Settings) -> DeviceBudget:
         return cuda_budget(settings, device, total, lambda: torch.cuda.mem_get_info(index)[0])
     total = _ram_bytes()
     budget = settings.memory_budget_bytes or int(total * settings.cpu_memory_fraction)
-    return DeviceBudget("cpu", budget, total, host_budget_bytes=budget)
+    host = settings.host_memory_budget_bytes or int(total * settings.host_memory_fraction)
+    return DeviceBudget("cpu", budget, total, host_budget_bytes=budget, park_budget_bytes=max(0, host - budget))
 
 
 def cuda_budget(
@@ -70,4 +75,4 @@ def cuda_budget(
     budget = settings.memory_budget_bytes or max(0, total_bytes - settings.gpu_reserve_bytes)
     ram = _ram_bytes() if ram_bytes is None else ram_bytes
     host = settings.host_memory_budget_bytes or int(ram * settings.host_memory_fraction)
-    return DeviceBudget(device, budget, total_bytes, probe_free, host, settings.gpu_reserve_bytes)
+    return DeviceBudget(device, budget, total_bytes, probe_free, host, settings.gpu_reserve_bytes, park_budget_bytes=host)

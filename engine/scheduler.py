@@ -9,6 +9,11 @@
   job has waited ``max_wait`` seconds; then it goes next whatever it costs.
 - A model is loaded only if it fits beside the resident models; idle models (no lease) are evicted
   least-recently-used first to make room; models in use are never evicted.
+- Two tiers: an evicted model that can move (``park_bytes`` set) is parked in host RAM, within the host
+  budget, instead of being dropped; the host tier keeps the most recently used models that fit, so parked
+  models are dropped least-recently-used first to make room (for newly parked ones, or for the RAM an
+  offloaded model holds while resident). A job whose model is parked takes it back (``unpark``): a copy
+  to the device, not a load from disk.
 - A job whose model cannot fit even alone in the budget fails at once, as does one whose model has no
   placement (``refusal``). ``need_bytes`` is the model's placement's GPU need (offloaded models need less
   than their weights).
@@ -19,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ("Plan", "QueuedJob", "ResidentModel", "expired_models", "fair_order", "plan")
+__all__ = ("ParkedModel", "Plan", "QueuedJob", "ResidentModel", "expired_models", "fair_order", "plan")
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,8 @@ class QueuedJob:
     """Why its model has no placement on this machine (model_registry/placement.py); such a job fails at once."""
     account: str = ""
     """Whose job it is: the turns of the fair order."""
+    host_bytes: int = 0
+    """Host RAM its model holds while resident (an offloaded pipeline's weights); counts in the host budget."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,19 @@ class ResidentModel:
     last_used: float
     leases: int = 0
     keep_alive: float = 300.0
+    park_bytes: int | None = None
+    """Host RAM it takes once parked; None = it cannot be parked (evicted, it is dropped)."""
+    host_bytes: int = 0
+    """Host RAM it holds while resident (an offloaded pipeline's weights); counts in the host budget."""
+
+
+@dataclass(frozen=True)
+class ParkedModel:
+    """A model evicted from the device but kept in host RAM."""
+
+    slug: str
+    host_bytes: int
+    last_used: float
 
 
 @dataclass(frozen=True)
@@ -53,7 +73,14 @@ class Plan:
     """Job ids to run now, all on ``model`` (more than one = a micro-batch)."""
     model: str | None = None
     load: bool = False
+    unpark: bool = False
+    """With ``load``: ``model`` is parked, so it comes back by a copy from host RAM, not from disk."""
     evict: tuple[str, ...] = ()
+    """Resident models that leave the device and are dropped."""
+    park: tuple[str, ...] = ()
+    """Resident models that leave the device for host RAM."""
+    drop: tuple[str, ...] = ()
+    """Parked models dropped from host RAM to make room there."""
     fail: tuple[tuple[str, str], ...] = ()
     """(job id, reason) for jobs that can never fit."""
 
@@ -66,8 +93,11 @@ def plan(
     max_wait: float,
     max_batch: int = 1,
     served: dict[str, float] | None = None,
+    parked: list[ParkedModel] | None = None,
+    host_budget_bytes: int = 0,
 ) -> Plan:
-    """``served``: when each account's last job started (the turns of the fair order)."""
+    """``served``: when each account's last job started (the turns of the fair order); ``parked``: the
+    models in host RAM, within ``host_budget_bytes``."""
     too_big = tuple(
         (job.job_id, job.refusal or _too_big_reason(job, budget_bytes))
         for job in queue
@@ -98,9 +128,43 @@ def plan(
     if free < chosen.need_bytes:
         # Models in use hold the memory; wait for a lease to end rather than overcommit.
         return Plan(fail=too_big)
+    in_ram = {model.slug: model for model in parked or ()}
+    park, drop = _host_tier(chosen, [loaded[slug] for slug in evict], resident, in_ram, host_budget_bytes)
     return Plan(
-        run=_batch(chosen, waiting, max_batch), model=chosen.model, load=True, evict=tuple(evict), fail=too_big
+        run=_batch(chosen, waiting, max_batch),
+        model=chosen.model,
+        load=True,
+        unpark=chosen.model in in_ram,
+        evict=tuple(slug for slug in evict if slug not in park),
+        park=park,
+        drop=drop,
+        fail=too_big,
     )
+
+
+def _host_tier(
+    chosen: QueuedJob,
+    evicted: list[ResidentModel],
+    resident: list[ResidentModel],
+    in_ram: dict[str, ParkedModel],
+    host_budget: int,
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(models to park, parked models to drop): the host tier keeps the most recently used of the parked
+    and the parkable evicted models that fit beside what the staying resident models (and the one coming
+    in) hold in RAM; one larger than the room left is passed over for the next."""
+    leaving = {model.slug for model in evicted}
+    room = host_budget - chosen.host_bytes - sum(m.host_bytes for m in resident if m.slug not in leaving)
+    candidates = [(m.last_used, m.slug, m.host_bytes, False) for slug, m in in_ram.items() if slug != chosen.model]
+    candidates += [(m.last_used, m.slug, m.park_bytes, True) for m in evicted if m.park_bytes is not None]
+    park, drop = [], []
+    for _, slug, size, evicted_now in sorted(candidates, key=lambda c: c[0], reverse=True):
+        if size <= room:
+            room -= size
+            if evicted_now:
+                park.append(slug)
+        elif not evicted_now:
+            drop.append(slug)
+    return tuple(park), tuple(drop)
 
 
 def fair_order(queue: list[QueuedJob], served: dict[str, float] | None = None) -> list[QueuedJob]:

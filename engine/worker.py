@@ -1,5 +1,9 @@
 """The GPU worker: the one owner of resident models. It applies scheduler Plans and runs pipelines.
 
+Models the plan evicts leave the device for host RAM where the plan parks them (``park``), within the
+host budget, and are dropped otherwise; a parked model comes back by ``LoadedModel.unpark`` (a copy), not
+by its loader. ``loads`` counts loads from disk, ``unparks`` the models taken back from RAM.
+
 Loads and runs happen on a single executor thread (one GPU stream of work); the asyncio loop only
 decides and persists, so the HTTP API stays responsive while a long job runs.
 """
@@ -21,7 +25,7 @@ from engine.errors import JobFailure
 from engine.events import EventBus, JobEvent
 from engine.jobs import Job, JobStore
 from engine.results import ResultStore
-from engine.scheduler import Plan, QueuedJob, ResidentModel, expired_models, plan
+from engine.scheduler import ParkedModel, Plan, QueuedJob, ResidentModel, expired_models, plan
 from engine.settings import Settings
 from engine.tasks import TaskResult, pipeline_for
 from model_registry import LoadedModel, ModelRegistry, ModelSpec
@@ -78,6 +82,12 @@ class GpuWorker:
         self.load_seconds: dict[str, float] = {}
         self.loads = 0
         self.evictions = 0
+        """Models that left the device to make room (parked or dropped)."""
+        self.parks = 0
+        self.unparks = 0
+        self.unpark_seconds: dict[str, float] = {}
+        self._parked: dict[str, _Resident] = {}
+        """Models parked in host RAM, with when they were last used."""
         self._queue: list[QueuedJob] = []
         self._resident: dict[str, _Resident] = {}
         self._started: set[str] = set()
@@ -120,6 +130,14 @@ class GpuWorker:
             for slug, r in self._resident.items()
         ]
 
+    def parked(self) -> list[ModelStats]:
+        """The models parked in host RAM (``memory_bytes``: the RAM each takes there)."""
+        now = time.time()
+        return [
+            ModelStats(slug, p.loaded.park_bytes or 0, 0, now - p.last_used, self.load_seconds.get(slug, 0.0))
+            for slug, p in self._parked.items()
+        ]
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="drylocal-worker")
 
@@ -134,6 +152,8 @@ class GpuWorker:
                 pass
         for slug in list(self._resident):
             await self._unload(slug)
+        for slug in list(self._parked):
+            await self._drop_parked(slug)
         self._executor.shutdown(wait=True, cancel_futures=True)
 
     # ---------------------------------------------------------------- loop
@@ -165,17 +185,25 @@ class GpuWorker:
             self.settings.max_wait_seconds,
             self.settings.max_batch_inputs,
             self._served,
+            self._parked_view(),
+            self.budget.park_budget_bytes,
         )
         for job_id, reason in decision.fail:
             self._dequeue([job_id])
             self._fail(job_id, "OUT_OF_MEMORY", reason)
         if not decision.run:
             return bool(decision.fail)
+        for slug in decision.drop:
+            await self._drop_parked(slug)
         for slug in decision.evict:
             await self._unload(slug)
             self.evictions += 1
-        if decision.load and not await self._load(decision):
-            return True
+        for slug in decision.park:
+            await self._park(slug)
+            self.evictions += 1
+        if decision.load and not (decision.unpark and await self._unpark(decision.model)):
+            if not await self._load(decision):
+                return True
         await self._run(decision)
         return True
 
@@ -191,15 +219,36 @@ class GpuWorker:
                 q.size,
                 self._refusal(q.model),
                 q.account,
+                self._host_held(q.model),
             )
             for q in self._queue
         ]
 
     def _resident_view(self) -> list[ResidentModel]:
         return [
-            ResidentModel(slug, self._held(slug, r.loaded), r.last_used, r.leases, self._keep_alive(r.loaded.spec))
+            ResidentModel(
+                slug,
+                self._held(slug, r.loaded),
+                r.last_used,
+                r.leases,
+                self._keep_alive(r.loaded.spec),
+                r.loaded.park_bytes if self.budget.park_budget_bytes > 0 else None,
+                self._host_held(slug),
+            )
             for slug, r in self._resident.items()
         ]
+
+    def _parked_view(self) -> list[ParkedModel]:
+        return [ParkedModel(slug, p.loaded.park_bytes or 0, p.last_used) for slug, p in self._parked.items()]
+
+    def _host_held(self, slug: str) -> int:
+        """Host RAM ``slug`` holds while resident on a GPU: an offloaded placement's weights."""
+        if not self.budget.device.startswith("cuda"):
+            return 0
+        try:
+            return self.placement(slug).host_bytes
+        except Exception:
+            return 0
 
     def placement(self, slug: str) -> Placement:
         """Where ``slug`` sits on this device: the fastest placement that fits its budgets, decided once."""
@@ -288,6 +337,62 @@ class GpuWorker:
         deadline = time.monotonic() + timeout
         while self.budget.probe_free() < need and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
+
+    async def _park(self, slug: str) -> None:
+        """Move an evicted model to host RAM; where that fails, it is dropped."""
+        resident = self._resident.pop(slug, None)
+        if resident is None:
+            return
+        loop = asyncio.get_running_loop()
+
+        def park() -> None:
+            resident.loaded.park()
+            _release_memory(self.budget.device)
+
+        try:
+            await loop.run_in_executor(self._executor, park)
+        except Exception:
+            log.exception("parking %s failed; dropping it", slug)
+            self._resident[slug] = resident
+            await self._unload(slug)
+            return
+        self._parked[slug] = resident
+        self.parks += 1
+
+    async def _unpark(self, slug: str | None) -> bool:
+        """Take a parked model back onto the device (a copy); False where it is not parked or the copy
+        failed (it is then dropped, and the caller loads it from disk)."""
+        parked = self._parked.pop(slug, None) if slug is not None else None
+        if parked is None:
+            return False
+        loop = asyncio.get_running_loop()
+        await self._wait_for_memory(self._need(slug))
+        started = time.perf_counter()
+        try:
+            await loop.run_in_executor(self._executor, parked.loaded.unpark)
+        except Exception:
+            log.exception("taking %s back from RAM failed; loading it again", slug)
+            self._resident[slug] = parked
+            await self._unload(slug)
+            return False
+        self.unpark_seconds[slug] = time.perf_counter() - started
+        self.unparks += 1
+        parked.last_used = time.time()
+        self._resident[slug] = parked
+        return True
+
+    async def _drop_parked(self, slug: str) -> None:
+        parked = self._parked.pop(slug, None)
+        if parked is None:
+            return
+        loop = asyncio.get_running_loop()
+
+        def release() -> None:
+            parked.loaded.close()
+            parked.loaded.handle = None
+            gc.collect()
+
+        await loop.run_in_executor(self._executor, release)
 
     async def _unload(self, slug: str) -> None:
         resident = self._resident.pop(slug, None)

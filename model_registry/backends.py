@@ -9,7 +9,7 @@ from typing import Any, Callable, Protocol
 
 from model_registry.spec import ModelSpec
 
-__all__ = ("BACKENDS", "PLANNED_BACKENDS", "LoadedModel", "Loader", "import_loader", "is_available")
+__all__ = ("BACKENDS", "PLANNED_BACKENDS", "LoadedModel", "Loader", "Parker", "import_loader", "is_available")
 
 BACKENDS: dict[str, str] = {
     "sentence-transformers": "model_registry.loaders.sentence_transformers:load",
@@ -42,9 +42,24 @@ BACKENDS: dict[str, str] = {
 PLANNED_BACKENDS: frozenset[str] = frozenset()
 
 
+class Parker(Protocol):
+    """How a loaded model leaves the device for host RAM and comes back (engine/scheduler.py's host tier)."""
+
+    host_bytes: int
+    """Host RAM the model takes once parked."""
+
+    def park(self) -> None: ...
+
+    def unpark(self, device: str) -> None: ...
+
+
 @dataclass
 class LoadedModel:
-    """A model resident on a device, with the memory it was measured to take there."""
+    """A model resident on a device, with the memory it was measured to take there.
+
+    ``parker`` is set by the loaders whose handle can move to host RAM and back (torch modules that are not
+    bitsandbytes-quantized). On the CPU every model can be parked: it stays as it is, outside the device
+    budget. Elsewhere a model without a parker is dropped when evicted."""
 
     spec: ModelSpec
     handle: Any
@@ -53,6 +68,28 @@ class LoadedModel:
     precision: str
     extras: dict[str, Any] = field(default_factory=dict)
     close: Callable[[], None] = lambda: None
+    parker: Parker | None = None
+
+    @property
+    def parkable(self) -> bool:
+        return not self.device.startswith("cuda") or self.parker is not None
+
+    @property
+    def park_bytes(self) -> int | None:
+        """Host RAM it takes once parked; None where it cannot be parked."""
+        if not self.device.startswith("cuda"):
+            return self.memory_bytes
+        return self.parker.host_bytes if self.parker is not None else None
+
+    def park(self) -> None:
+        """Move to host RAM (nothing to do on the CPU)."""
+        if self.device.startswith("cuda") and self.parker is not None:
+            self.parker.park()
+
+    def unpark(self) -> None:
+        """Back onto its device: a host-to-device copy, nothing re-read or re-quantized."""
+        if self.device.startswith("cuda") and self.parker is not None:
+            self.parker.unpark(self.device)
 
 
 class Loader(Protocol):

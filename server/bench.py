@@ -194,6 +194,8 @@ def _scrape(client: httpx.Client) -> dict[str, Any]:
                 found["loads"] = sample.value
             elif sample.name == "drylocal_model_evictions_total":
                 found["evictions"] = sample.value
+            elif sample.name == "drylocal_model_unparks_total":
+                found["unparks"] = sample.value
             elif sample.name == "drylocal_model_memory_bytes":
                 found["model_memory"][sample.labels["model"]] = sample.value
             elif sample.name == "drylocal_model_load_seconds":
@@ -290,6 +292,7 @@ def summarize(kinds: list[Kind], jobs: list[Job], samples: Samples, before: dict
         "process_rss_over_time": [[round(t, 3), rss] for t, rss in samples.rss],
         "model_loads": int(after.get("loads", 0) - before.get("loads", 0)),
         "model_evictions": int(after.get("evictions", 0) - before.get("evictions", 0)),
+        "model_unparks": int(after.get("unparks", 0) - before.get("unparks", 0)),
         "memory_over_time": [[round(t, 3), int(m)] for t, m in samples.memory],
         "latencies": {name: [round(j.latency, 4) for j in jobs if j.kind == name and j.latency is not None] for name in models},
     }
@@ -321,7 +324,7 @@ def table(report: dict[str, Any]) -> str:
     lines.insert(1, "  ".join("-" * width for width in widths))
     lines.append(
         f"peak model memory {report['peak_memory_bytes'] / 1e6:.1f} MB, loads {report['model_loads']}, "
-        f"evictions {report['model_evictions']}"
+        f"evictions {report['model_evictions']}, unparks from RAM {report.get('model_unparks', 0)}"
         + (f", peak process RSS {report['peak_process_rss_bytes'] / 1e6:.0f} MB" if report["peak_process_rss_bytes"] else "")
     )
     return "\n".join(lines)

@@ -75,6 +75,9 @@ class EngineMetrics:
         yield load_time
         yield CounterMetricFamily("drylocal_model_loads", "Models loaded since start.", value=worker.loads)
         yield CounterMetricFamily("drylocal_model_evictions", "Models evicted to make room since start.", value=worker.evictions)
+        yield CounterMetricFamily(
+            "drylocal_model_unparks", "Models taken back from host RAM (a copy, not a load) since start.", value=worker.unparks
+        )
 
     def describe(self) -> list[Metric]:
         return []  # series are known only at scrape time

@@ -1,5 +1,6 @@
 """The job lifecycle, balances, failures and the memory budget, through the HTTP API."""
 
+import json
 import time
 from pathlib import Path
 
@@ -99,6 +100,25 @@ def test_models_swap_within_a_budget_that_holds_one(settings):
         assert worker.evictions == 2 and worker.loads == 3
         # The measured size replaced the 100 MB estimate.
         assert 50_000_000 < worker.measured["EmbedA"] < 100_000_000
+
+
+def test_evicted_model_is_parked_in_ram_and_taken_back_without_a_load(settings):
+    add_models(settings, {"EmbedA": {}, "EmbedB": {}})
+    budget = DeviceBudget("cpu", 150_000_000, 150_000_000, park_budget_bytes=150_000_000)
+    with running_api(settings, budget=budget) as api:
+        worker = api.engine.worker
+        results = []
+        for model in ["EmbedA", "EmbedB", "EmbedA"]:
+            response = api.post("txt2embedding", json={"input": "a cat", "model": model, "return_result_in_response": True})
+            status = api.wait(response.json()["data"]["request_id"])
+            assert status["status"] == "done"
+            results.append(json.loads(status["result"])["data"][0]["embedding"])
+            assert [m.slug for m in worker.resident()] == [model]
+            assert sum(m.memory_bytes for m in worker.parked()) <= budget.park_budget_bytes
+        # A's second use is an unpark from RAM, not a load from disk; B went to RAM in its turn.
+        assert worker.loads == 2 and worker.unparks == 1 and worker.parks == 2 and worker.evictions == 2
+        assert [m.slug for m in worker.parked()] == ["EmbedB"]
+        assert results[2] == results[0] and results[1] == results[0]  # the same weights, the same vectors
 
 
 def test_keep_alive_zero_unloads_after_the_job(settings):

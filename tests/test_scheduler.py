@@ -2,7 +2,7 @@
 
 import random
 
-from engine.scheduler import QueuedJob, ResidentModel, expired_models, plan
+from engine.scheduler import ParkedModel, QueuedJob, ResidentModel, expired_models, plan
 
 GB = 1_000_000_000
 
@@ -91,3 +91,105 @@ def test_applying_plans_never_exceeds_the_budget():
         resident[decision.model] = ResidentModel(decision.model, sizes[decision.model], now)
         ran += len(decision.run)
     assert ran == 300
+
+
+# ---------------------------------------------------------------- the host-RAM tier
+
+
+def test_evicted_model_that_can_move_is_parked_not_dropped():
+    resident = [ResidentModel("A", 6 * GB, 1.0, park_bytes=5 * GB), ResidentModel("B", 2 * GB, 0.0)]
+    decision = plan([job("j1", "C", 8 * GB)], resident, 10 * GB, 10.0, 30, host_budget_bytes=8 * GB)
+    assert decision.park == ("A",) and decision.evict == ("B",)  # B cannot be parked: dropped
+    assert decision.load and not decision.unpark and decision.drop == ()
+
+
+def test_no_host_budget_drops_as_before():
+    resident = [ResidentModel("A", 6 * GB, 1.0, park_bytes=5 * GB)]
+    decision = plan([job("j1", "C", 8 * GB)], resident, 10 * GB, 10.0, 30)
+    assert decision.evict == ("A",) and decision.park == ()
+
+
+def test_parked_model_comes_back_without_a_load():
+    parked = [ParkedModel("A", 5 * GB, 1.0)]
+    decision = plan([job("j1", "A", 6 * GB)], [], 10 * GB, 10.0, 30, parked=parked, host_budget_bytes=8 * GB)
+    assert decision.load and decision.unpark and decision.drop == ()
+
+
+def test_parked_models_are_dropped_least_recently_used_first():
+    parked = [ParkedModel("old", 3 * GB, 1.0), ParkedModel("mid", 3 * GB, 2.0)]
+    resident = [ResidentModel("A", 6 * GB, 5.0, park_bytes=3 * GB)]
+    decision = plan([job("j1", "C", 8 * GB)], resident, 10 * GB, 10.0, 30, parked=parked, host_budget_bytes=6 * GB)
+    assert decision.park == ("A",) and decision.drop == ("old",)
+
+
+def test_ram_an_offloaded_model_holds_drops_parked_ones():
+    parked = [ParkedModel("P", 4 * GB, 1.0)]
+    queue = [QueuedJob("j1", "Off", "txt2img", 2 * GB, 0.0, host_bytes=5 * GB)]
+    decision = plan(queue, [], 10 * GB, 10.0, 30, parked=parked, host_budget_bytes=8 * GB)
+    assert decision.load and decision.drop == ("P",)
+
+
+def _simulate(seed, sizes, parkable, gpu_budget, host_budget, steps=400):
+    """Apply plans for a random request trace; check both budgets and the tiers after every step."""
+    rng = random.Random(seed)
+    resident: dict[str, float] = {}
+    parked: dict[str, float] = {}
+    loads = unparks = 0
+    for step in range(1, steps + 1):
+        model = rng.choice(sorted(sizes))
+        decision = plan(
+            [job(f"j{step}", model, sizes[model], at=step)],
+            [ResidentModel(m, sizes[m], t, park_bytes=sizes[m] if parkable[m] else None) for m, t in resident.items()],
+            gpu_budget,
+            float(step),
+            30,
+            parked=[ParkedModel(m, sizes[m], t) for m, t in parked.items()],
+            host_budget_bytes=host_budget,
+        )
+        assert decision.run == (f"j{step}",)
+        if decision.drop or decision.park:
+            # LRU in the host tier (same-size models): whatever is dropped is older than whatever stays.
+            kept = [t for m, t in parked.items() if m not in decision.drop] + [resident[m] for m in decision.park]
+            dropped = [parked[m] for m in decision.drop] + [resident[m] for m in decision.evict if parkable[m]]
+            if len(set(sizes.values())) == 1 and kept and dropped:
+                assert max(dropped) < min(kept)
+        for m in decision.drop:
+            del parked[m]
+        for m in decision.evict:
+            del resident[m]
+        for m in decision.park:
+            assert parkable[m]
+            parked[m] = resident.pop(m)
+        if decision.load:
+            assert decision.unpark == (model in parked)
+            if decision.unpark:
+                unparks += 1
+                del parked[model]
+            else:
+                loads += 1
+        else:
+            assert model in resident
+        resident[model] = float(step)
+        assert not set(resident) & set(parked)
+        assert sum(sizes[m] for m in resident) <= gpu_budget
+        assert sum(sizes[m] for m in parked) <= host_budget
+    return loads, unparks
+
+
+def test_randomised_traces_never_exceed_either_budget():
+    rng = random.Random(7)
+    for seed in range(30):
+        names = [f"m{i}" for i in range(rng.randint(2, 8))]
+        sizes = {m: rng.randint(1, 6) * GB for m in names}
+        parkable = {m: rng.random() < 0.7 for m in names}
+        loads, unparks = _simulate(seed, sizes, parkable, 8 * GB, rng.randint(0, 12) * GB)
+        assert loads + unparks <= 400
+
+
+def test_randomised_equal_sizes_park_lru_and_reuse_ram():
+    sizes = {f"m{i}": 2 * GB for i in range(6)}
+    with_ram = _simulate(3, sizes, dict.fromkeys(sizes, True), 4 * GB, 6 * GB)
+    without = _simulate(3, sizes, dict.fromkeys(sizes, True), 4 * GB, 0)
+    assert without[1] == 0 and with_ram[1] > 0
+    assert with_ram[0] < without[0]  # swaps from RAM replace loads from disk
+    assert sum(with_ram) == without[0]  # the device swaps as often; only where from differs

@@ -9,6 +9,7 @@ from typing import Callable
 
 from model_registry.backends import LoadedModel
 from model_registry.loaders._memory import measured_load, module_bytes
+from model_registry.loaders._park import ModuleParker
 from model_registry.spec import ModelSpec
 
 __all__ = ("load_matting_network",)
@@ -32,5 +33,6 @@ def load_matting_network(spec: ModelSpec, path: Path, device: str, build: Callab
         # The row's figure adds the activations at the working size to the weights.
         memory_bytes=max(memory, spec.vram_bytes),
         precision={torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32"),
+        parker=ModuleParker(network),
         extras={"weights_path": str(path), "working_size": int(config.get("working_size", working_size))},
     )

@@ -15,6 +15,7 @@ from pathlib import Path
 from model_registry.backends import LoadedModel
 from model_registry.loaders._memory import measured_load, module_bytes
 from model_registry.loaders._offload import apply_placement
+from model_registry.loaders._park import KeptParker, ModuleParker
 from model_registry.placement import Placement
 from model_registry.spec import ModelSpec
 
@@ -90,6 +91,24 @@ def _save_prequantized(pipe, folder: Path) -> None:
     partial.rename(folder)
 
 
+def _parker(pipe, options: dict, placement: Placement | None, device: str):
+    """An offloaded pipeline's weights already live in RAM: parked as it is. A resident one moves to the CPU
+    and back, unless bitsandbytes quantized its transformer (such modules cannot move with ``.to()``)."""
+    import torch
+
+    if placement is not None and placement.offloaded and device.startswith("cuda"):
+        return KeptParker(pipeline_memory(pipe))
+    if "quantization_config" in options or _bitsandbytes(pipe):
+        return None
+    return ModuleParker(*(c for c in pipe.components.values() if isinstance(c, torch.nn.Module)))
+
+
+def _bitsandbytes(pipe) -> bool:
+    transformer = getattr(pipe, "transformer", None)
+    config = getattr(getattr(transformer, "config", None), "quantization_config", None)
+    return config is not None or getattr(transformer, "is_quantized", False) is True
+
+
 def load(
     spec: ModelSpec, path: Path, device: str, cache_dir: Path | None = None, placement: Placement | None = None
 ) -> LoadedModel:
@@ -127,6 +146,7 @@ def load(
         device=device,
         memory_bytes=memory,
         precision=precision,
+        parker=_parker(pipe, options, placement, device),
         extras={
             "pipeline_class": type(pipe).__name__,
             "weights_path": str(path),

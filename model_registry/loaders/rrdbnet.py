@@ -11,6 +11,7 @@ from pathlib import Path
 
 from model_registry.backends import LoadedModel
 from model_registry.loaders._memory import measured_load, module_bytes
+from model_registry.loaders._park import ModuleParker
 from model_registry.spec import ModelSpec
 
 __all__ = ("load",)
@@ -34,5 +35,6 @@ def load(spec: ModelSpec, path: Path, device: str) -> LoadedModel:
         device=device,
         memory_bytes=reserve,
         precision="fp16" if dtype == torch.float16 else "bf16" if dtype == torch.bfloat16 else "fp32",
+        parker=ModuleParker(network),
         extras={"working_bytes": reserve - weights, "scale": network.scale, "weights_path": str(path)},
     )

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from model_registry.backends import LoadedModel
 from model_registry.loaders._memory import measured_load, module_bytes
+from model_registry.loaders._park import ModuleParker
 from model_registry.loaders.sentence_transformers import _model_kwargs
 from model_registry.spec import ModelSpec
 
@@ -32,5 +33,7 @@ def load(spec: ModelSpec, path: Path, device: str) -> LoadedModel:
         device=device,
         memory_bytes=memory,
         precision=precision,
+        # bitsandbytes-quantized weights cannot move with .to(): such a model is dropped when evicted.
+        parker=None if "quantization_config" in kwargs else ModuleParker(model),
         extras={"weights_path": str(path)},
     )
