@@ -3,7 +3,8 @@
 A delivery row is written before the first attempt and keeps its delivery id for every retry, so
 a receiver can drop duplicates; each attempt is signed afresh (``X-DryAPI-Signature`` = ``sha256=``
 + HMAC-SHA256 of ``timestamp.body`` with the account's webhook secret). Failed attempts are retried
-on the documented schedule, across restarts; ten failures in a row open an account's breaker.
+on the documented schedule, across restarts; ten failures in a row pause an account's webhooks for
+an hour. Time (``clock``, ``sleep``) is injectable, so tests can walk the schedule without waiting it.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import json
 import logging
 import time
 import uuid
+from collections import defaultdict
 from datetime import datetime, timezone
-from typing import Callable, Sequence
+from typing import Awaitable, Callable, Sequence
 from urllib.parse import urlsplit
 
 from engine.database import Database
@@ -30,7 +32,9 @@ log = logging.getLogger(__name__)
 RETRY_DELAYS: tuple[float, ...] = (0, 60, 120, 300, 600, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600)
 """Seconds before each attempt: immediately, then 1 m, 2 m, 5 m, 10 m, 30 m, 1 h, 3 h, 6 h, 12 h."""
 BREAKER_FAILURES = 10
+"""Consecutive failed attempts, across an account's deliveries, that pause its webhooks."""
 BREAKER_COOLDOWN = 3600.0
+"""Seconds the pause lasts; the first attempt after it is a probe (a failure pauses again)."""
 TIMEOUT = 10.0
 EVENTS = {"processing": "job.processing", "done": "job.completed", "error": "job.failed"}
 
@@ -107,6 +111,8 @@ class WebhookOutbox:
         delays: Sequence[float] = RETRY_DELAYS,
         loopback_allowed: Callable[[str], bool] = lambda account_id: True,
         allowed_hosts: Sequence[str] = (),
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.db = db
         self.job_of = job_of
@@ -117,6 +123,10 @@ class WebhookOutbox:
         """Whether an account's webhooks may reach this machine; asked again at every delivery, since a
         name that resolved elsewhere at submit may resolve here now."""
         self.allowed_hosts = tuple(allowed_hosts)
+        self.clock = clock
+        """Seconds since the epoch: due times, the breaker, ``timestamp`` and ``X-DryAPI-Timestamp``."""
+        self.sleep = sleep
+        """Waits between looks at the outbox (a new delivery wakes it sooner)."""
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         for statement in filter(str.strip, _SCHEMA.split(";")):
@@ -130,7 +140,7 @@ class WebhookOutbox:
         job = self.job_of(event.job_id)
         if job is None or not job.webhook_url:
             return
-        now = time.time()
+        now = self.clock()
         data = {"job_request_id": job.id, "status": event.status, "previous_status": event.previous_status or "pending", "job_type": job.task}
         if event.status == "processing":
             data["started_at"] = _iso(job.started_at or now)
@@ -188,22 +198,38 @@ class WebhookOutbox:
             while True:
                 due = self.db.query(
                     "SELECT * FROM webhook_outbox WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT 20",
-                    (time.time(),),
+                    (self.clock(),),
                 )
                 if due:
-                    await asyncio.gather(*(self._attempt(client, row) for row in due))
+                    # Accounts in parallel, each account's deliveries one after another: every attempt
+                    # sees the failures before it, so the breaker stops at exactly the tenth.
+                    by_account = defaultdict(list)
+                    for row in due:
+                        by_account[row["account_id"]].append(row)
+                    await asyncio.gather(*(self._attempt_in_turn(client, rows) for rows in by_account.values()))
                     continue
                 self._wake.clear()
                 upcoming = self.db.query_one("SELECT MIN(next_attempt_at) AS at FROM webhook_outbox WHERE state = 'pending'")
-                wait = 5.0 if upcoming is None or upcoming["at"] is None else max(0.01, min(5.0, upcoming["at"] - time.time()))
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=wait)
-                except asyncio.TimeoutError:
-                    pass
+                wait = 5.0 if upcoming is None or upcoming["at"] is None else max(0.01, min(5.0, upcoming["at"] - self.clock()))
+                await self._nap(wait)
+
+    async def _nap(self, seconds: float) -> None:
+        """Until ``seconds`` pass or a new delivery is recorded, whichever comes first."""
+        woken = asyncio.ensure_future(self._wake.wait())
+        napping = asyncio.ensure_future(self.sleep(seconds))
+        try:
+            await asyncio.wait((woken, napping), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            woken.cancel()
+            napping.cancel()
+
+    async def _attempt_in_turn(self, client, rows) -> None:
+        for row in rows:
+            await self._attempt(client, row)
 
     async def _attempt(self, client, row) -> None:
         breaker = self.db.query_one("SELECT * FROM webhook_breakers WHERE account_id = ?", (row["account_id"],))
-        now = time.time()
+        now = self.clock()
         if breaker and breaker["failures"] >= BREAKER_FAILURES and now < (breaker["opened_at"] or 0) + BREAKER_COOLDOWN:
             # The receiver has been failing: wait out the cool-down instead of hammering it.
             self.db.execute(
@@ -244,7 +270,7 @@ class WebhookOutbox:
         except WebhookRefused as exc:
             return f"refused: {exc}"
         body = row["body"].encode()
-        timestamp = str(int(time.time()))
+        timestamp = str(int(self.clock()))
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "DryAPI-Webhook/1.0",
