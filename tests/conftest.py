@@ -23,6 +23,25 @@ from server.app import create_app  # noqa: E402
 from server.threaded import free_port, serving_in_thread  # noqa: E402
 from tests.checkpoints import build_tiny_xlmr_sentence_transformer, place_in_hf_cache  # noqa: E402
 
+def _gpu_tests_skipped_because() -> str | None:
+    """Why tests marked ``gpu`` cannot run here, or None when they can: they run only when asked
+    (DRYLOCAL_TEST_GPU=1) and CUDA is there. torch is imported only when asked."""
+    if os.environ.get("DRYLOCAL_TEST_GPU") != "1":
+        return "needs a CUDA device: set DRYLOCAL_TEST_GPU=1 on a machine with one"
+    import torch
+
+    if not torch.cuda.is_available():
+        return "DRYLOCAL_TEST_GPU=1, but torch sees no CUDA device"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    marked = [item for item in items if item.get_closest_marker("gpu")]
+    reason = _gpu_tests_skipped_because() if marked else None
+    for item in marked if reason else ():
+        item.add_marker(pytest.mark.skip(reason=reason))
+
+
 API = "/api/v1/client"
 PUBLIC_STATUSES = ("pending", "processing", "done", "error")
 

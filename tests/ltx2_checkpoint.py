@@ -5,6 +5,8 @@ from __future__ import annotations
 import string
 from pathlib import Path
 
+from tests.video_checkpoint import sharpen_posterior
+
 __all__ = ("build_tiny_ltx2",)
 
 _SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>",
@@ -71,6 +73,7 @@ def build_tiny_ltx2(target: Path, seed: int = 0) -> Path:
         # Zero rather than reflect padding in the decoder, so a 32-pixel side (a single latent row) still decodes.
         decoder_spatial_padding_mode="zeros",
     )
+    sharpen_posterior(vae)
     # The pipelines hard-code a 4x time and mel compression for audio, which three ch_mult levels give.
     # base_channels doubles as the size of latents_mean/std, applied to packed latents of latent_channels *
     # (mel_bins / 4) features, so it has to equal 2 * 8 / 4.

@@ -1,6 +1,7 @@
-"""What lets drylocal's NF4 path run on a CPU for tests and benchmarks: the loader's GPU options, and
-diffusers' two GPU-only assumptions about bitsandbytes (an environment check and a default device)
-lifted. bitsandbytes itself runs NF4 on the CPU; on a GPU none of this is needed."""
+"""What lets drylocal's NF4 path run on a CPU for tests and benchmarks: the loader is asked for the options
+it chooses on a GPU (its own NF4 quantization config and dtype, unchanged), and diffusers' two GPU-only
+assumptions about bitsandbytes (an environment check and a default device) are lifted. bitsandbytes itself
+runs NF4 on the CPU; on a GPU none of this is needed."""
 
 from __future__ import annotations
 
@@ -9,16 +10,13 @@ from typing import Any
 __all__ = ("nf4_patches",)
 
 
-def _gpu_options(spec, device: str) -> tuple[dict, str]:
-    import torch
-    from diffusers import PipelineQuantizationConfig
+def _decided_as_on_a_gpu(decide):
+    """The loader's own precision decision, taken for a GPU while the weights stay on the CPU."""
 
-    config = PipelineQuantizationConfig(
-        quant_backend="bitsandbytes_4bit",
-        quant_kwargs={"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": torch.float32},
-        components_to_quantize=["transformer"],
-    )
-    return {"dtype": torch.float32, "quantization_config": config}, "nf4"
+    def options(spec, device: str) -> tuple[dict, str]:
+        return decide(spec, "cuda")
+
+    return options
 
 
 def nf4_patches() -> list[tuple[Any, str, Any]]:
@@ -28,7 +26,7 @@ def nf4_patches() -> list[tuple[Any, str, Any]]:
     from model_registry.loaders import diffusers as loader
 
     return [
-        (loader, "_options", _gpu_options),
+        (loader, "_options", _decided_as_on_a_gpu(loader._options)),
         (BnB4BitDiffusersQuantizer, "validate_environment", lambda self, *a, **k: None),
         (BnB4BitDiffusersQuantizer, "update_device_map", lambda self, device_map: device_map or {"": "cpu"}),
     ]

@@ -4,10 +4,12 @@ written. The job fails with a clear code, nothing half-made is left, and the nex
 from __future__ import annotations
 
 import errno
+import os
+from pathlib import Path
 
 import pytest
 
-from engine.results import ResultStore
+from engine import results as results_module
 from engine.tasks.txt2embedding import PIPELINE as EMBEDDINGS
 from tests.conftest import eventually, running_api
 
@@ -47,23 +49,71 @@ def test_out_of_memory_fails_the_job_unloads_the_model_and_the_next_job_runs(api
     assert api.engine.worker.loads == 2
 
 
-def test_a_full_disk_fails_the_job_and_leaves_no_partial_result(api, monkeypatch):
-    original = ResultStore.write
+class FullDisk:
+    """A file whose disk fills halfway through a write: the first half lands, then ENOSPC."""
 
-    def full_disk(self, job_id, filename, data):
-        folder = self.root / job_id
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{filename}.part").write_bytes(data[:10])
-        raise OSError(errno.ENOSPC, "No space left on device")
+    def __init__(self, handle, seen) -> None:
+        self._handle, self._seen = handle, seen
 
-    monkeypatch.setattr(ResultStore, "write", full_disk)
+    def write(self, data) -> int:
+        self._handle.write(data[: len(data) // 2])
+        self._handle.flush()
+        self._seen(Path(self._handle.name))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def __getattr__(self, name):
+        return getattr(self._handle, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._handle.close()
+
+
+def visible(folder: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_size for p in folder.iterdir()} if folder.is_dir() else {}
+
+
+@pytest.mark.parametrize("fault", ["disk fills mid-write", "rename fails"])
+def test_a_storage_fault_below_the_result_writer_fails_the_job_and_never_shows_a_partial_result(api, monkeypatch, fault):
+    """The real ResultStore.write, with the fault in the calls it makes: its file's write, or the rename."""
+    at_fault: list[dict[str, int]] = []
+    results_dir = api.engine.settings.results_dir
+    if fault == "disk fills mid-write":
+        real_open = open
+
+        def filling_open(path, mode="r", *args, **kwargs):
+            handle = real_open(path, mode, *args, **kwargs)
+            if Path(path).is_relative_to(results_dir) and "w" in mode:
+                return FullDisk(handle, lambda written: at_fault.append(visible(written.parent)))
+            return handle
+
+        monkeypatch.setattr(results_module, "open", filling_open, raising=False)
+        reason = os.strerror(errno.ENOSPC)
+    else:
+        real_replace = os.replace
+
+        def failing_replace(src, dst, *args, **kwargs):
+            if Path(dst).is_relative_to(results_dir):
+                at_fault.append(visible(Path(dst).parent))
+                raise OSError(errno.EIO, os.strerror(errno.EIO))
+            return real_replace(src, dst, *args, **kwargs)
+
+        monkeypatch.setattr(os, "replace", failing_replace)
+        reason = os.strerror(errno.EIO)
     request_id = api.post("txt2embedding", json=BODY).json()["data"]["request_id"]
     failed = api.wait(request_id)
     assert failed["status"] == "error" and failed["error_code"] == "PROCESSING_ERROR"
-    assert "No space left on device" in failed["error_message"]
-    assert not (api.engine.settings.results_dir / request_id).exists()
-
-    monkeypatch.setattr(ResultStore, "write", original)  # space freed: work goes on
-    assert api.wait(api.post("txt2embedding", json=BODY).json()["data"]["request_id"])["status"] == "done"
+    assert reason in failed["error_message"] and "could not be stored" in failed["error_message"]
+    # While the fault happened, only the temporary file held bytes: nothing under the result's own name.
+    ((seen,),) = [list(listing.items()) for listing in at_fault]
+    assert seen[0].endswith(".part") and seen[1] > 0
     job = api.engine.jobs.get(request_id)
     assert job.status == "error" and job.result_file is None
+    assert not (results_dir / request_id).exists()  # and the temporary file is gone too
+
+    monkeypatch.undo()  # space freed: work goes on, through the same writer
+    done = api.wait(api.post("txt2embedding", json=BODY).json()["data"]["request_id"])
+    assert done["status"] == "done"
+    assert not list(results_dir.glob("*/*.part"))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -87,6 +89,12 @@ class Server:
             time.sleep(0.05)
         raise AssertionError(f"{request_id} never reached {statuses}: {data}")
 
+    def job_row(self, request_id: str) -> sqlite3.Row:
+        """The job as the database holds it (what a restart reads), with what the API does not show."""
+        with contextlib.closing(sqlite3.connect(self.home / "drylocal.db")) as db:
+            db.row_factory = sqlite3.Row
+            return db.execute("SELECT status, attempts, progress, result_file FROM jobs WHERE id = ?", (request_id,)).fetchone()
+
     def wait_running(self, request_id: str, timeout: float = 180) -> dict:
         """Until the job has reported progress: mid-run (the REST status stays ``processing``)."""
         deadline = time.time() + timeout
@@ -112,9 +120,14 @@ def test_job_interrupted_by_a_crash_is_requeued_and_finishes(server):
     request_id = server.submit()
     server.wait_running(request_id)
     server.kill()
+    # The kill landed mid-run: the job was on its first attempt, past its first batch, with no result.
+    killed = server.job_row(request_id)
+    assert killed["status"] in ("processing", "in_progress") and killed["attempts"] == 1, dict(killed)
+    assert killed["progress"] > 0 and killed["result_file"] is None
     server.start()
     done = server.wait_for(request_id, ("done", "error"))
     assert done["status"] == "done" and done["result_url"]
+    assert server.job_row(request_id)["attempts"] == 2  # re-queued once, run again from the start
 
 
 def test_job_interrupted_twice_fails_with_worker_timeout(server):

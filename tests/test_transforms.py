@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from model_registry.networks.ben2 import BEN2, predict_mask
+from model_registry.networks.ben2 import BEN2
 from model_registry.networks.rrdbnet import RRDBNet
 from tests.conftest import eventually, first_message, running_api
 
@@ -137,6 +137,20 @@ def test_upscale_422s(api_transforms):
 
 
 # ---------------------------------------------------------------- img-rmbg
+def upstream_ben2_alpha(network: BEN2, image: Image.Image, size: int) -> np.ndarray:
+    """The alpha channel as PramaLLC/BEN2's ``BEN2.py`` makes it (``rgb_loader_refiner``, ``img_transform32``,
+    ``postprocess_image``), written out from upstream rather than taken from drylocal's ``predict_mask``.
+    The one step not here, ImageNet normalization, is inside this port's ``forward``."""
+    resized = image.convert("RGB").resize((size, size), resample=Image.LANCZOS)
+    x = torch.from_numpy(np.array(resized)).permute(2, 0, 1).float().div(255).unsqueeze(0)  # ToTensor
+    with torch.no_grad():
+        result = network(x)
+    result = torch.squeeze(torch.nn.functional.interpolate(result, size=[image.height, image.width], mode="bilinear"), 0)
+    ma, mi = torch.max(result), torch.min(result)
+    result = (result - mi) / (ma - mi)
+    return np.squeeze((result * 255).permute(1, 2, 0).numpy().astype(np.uint8)).astype(int)
+
+
 def test_background_removal_gives_a_transparent_png_with_the_models_mask(api_transforms, transform_models):
     source = image_bytes(203, 131)
     status = run(api_transforms, "img-rmbg", source, "TinyBen2")
@@ -147,8 +161,10 @@ def test_background_removal_gives_a_transparent_png_with_the_models_mask(api_tra
     assert np.array_equal(np.asarray(cut)[..., :3], np.asarray(original))
     network = BEN2(**BEN2_TINY)
     network.load_state_dict(torch.load(transform_models["ben2"])["model_state_dict"])
-    expected = predict_mask(network.eval(), original, size=384)
-    assert np.array_equal(np.asarray(cut.getchannel("A")), np.asarray(expected))
+    alpha = np.asarray(cut.getchannel("A"))
+    assert (alpha.min(), alpha.max()) == (0, 255)  # upstream stretches every mask to the full range
+    # Off by one at most: the server and this recipe may round a pixel's float32 sum differently.
+    assert np.abs(alpha.astype(int) - upstream_ben2_alpha(network.eval(), original, 384)).max() <= 1
 
 
 def test_background_removal_422s(api_transforms):

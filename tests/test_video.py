@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from tests.conftest import eventually, running_api
@@ -119,11 +122,84 @@ def test_same_seed_same_video(api_video):
     assert first == again
 
 
-def test_img2video_with_first_and_last_frames(api_video):
-    data = {"prompt": "red to blue", "model": "TinyLtx", "width": "64", "height": "32", "frames": "9", "fps": "24", "seed": "2"}
-    files = {"first_frame_image": ("a.png", png((255, 0, 0)), "image/png"), "last_frame_image": ("b.png", png((0, 0, 255)), "image/png")}
-    status = finished(api_video, api_video.post("img2video", data=data, files=files))
-    assert video_facts(fetch(api_video, status["result_url"]))[1:] == (64, 32, 9)
+@dataclass
+class Observed:
+    """One generation seen from inside: the latents handed to the VAE decoder, the transformer's input at
+    its last step, and the decoded frames."""
+
+    latents: torch.Tensor
+    tokens: torch.Tensor
+    frames: list[np.ndarray]
+
+
+def observe(api, slug: str, route: str, **request) -> Observed:
+    (resident,) = [r for name, r in api.engine.worker._resident.items() if name == slug]
+    pipe = resident.loaded.handle
+    decoded, tokens = [], []
+    hooks = [
+        pipe.vae.decoder.register_forward_pre_hook(lambda module, args: decoded.append(args[0].detach().clone())),
+        pipe.transformer.register_forward_pre_hook(
+            lambda module, args, kwargs: tokens.append(kwargs["hidden_states"].detach().clone()), with_kwargs=True
+        ),
+    ]
+    try:
+        status = finished(api, api.post(route, **request))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    with av.open(io.BytesIO(fetch(api, status["result_url"]))) as container:
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(container.streams.video[0])]
+    (latents,) = decoded
+    return Observed(latents, tokens[-1], frames)
+
+
+def still_latent(api, slug: str, color, size: tuple[int, int]) -> torch.Tensor:
+    """The model's own VAE encoding of a still image of ``color``: (channels, height, width) latents."""
+    (resident,) = [r for name, r in api.engine.worker._resident.items() if name == slug]
+    width, height = size
+    pixels = torch.tensor(color, dtype=torch.float32).div(127.5).sub(1).view(1, 3, 1, 1, 1).expand(1, 3, 1, height, width)
+    with torch.no_grad():
+        return resident.loaded.handle.vae.encode(pixels.contiguous()).latent_dist.mode()[0, :, 0]
+
+
+def distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.float() - b.float()).abs().mean())
+
+
+def assert_frames_follow_their_images(api, slug: str, body: dict, keyframe_tokens_first: bool) -> None:
+    """First and last frames, each against the same request (same seed) without it.
+
+    A first frame is hard-conditioned in place: the latent frame the VAE decodes first becomes the image's
+    encoding. A last frame enters as keyframe tokens added to the transformer's input (before the video's
+    tokens in LTX-Video, after them in LTX-2; only trained attention carries them into the video), so what
+    random weights can show is that those tokens are the image's encoding and that the decoded last frame
+    changes."""
+    red, blue = (255, 0, 0), (0, 0, 255)
+    data = {k: str(v) for k, v in body.items()}
+    size = (body["width"], body["height"])
+    free = observe(api, slug, "txt2video", json=body)
+    first = observe(api, slug, "img2video", data=data, files={"first_frame_image": ("a.png", png(red, size), "image/png")})
+    both = observe(api, slug, "img2video", data=data, files={
+        "first_frame_image": ("a.png", png(red, size), "image/png"), "last_frame_image": ("b.png", png(blue, size), "image/png")})
+    assert (len(both.frames), *both.frames[0].shape) == (body["frames"], body["height"], body["width"], 3)
+
+    red_latent = still_latent(api, slug, red, size)
+    assert distance(first.latents[0, :, 0], red_latent) < distance(free.latents[0, :, 0], red_latent) / 4
+    assert not np.array_equal(first.frames[0], free.frames[0])
+
+    blue_tokens = still_latent(api, slug, blue, size).flatten(1).T  # packed as the transformer reads them
+    extra = both.tokens.shape[1] - first.tokens.shape[1]
+    assert extra == blue_tokens.shape[0]  # one latent frame more: the keyframe
+    keyframe = both.tokens[0, :extra] if keyframe_tokens_first else both.tokens[0, -extra:]
+    generated = first.tokens[0, -extra:]  # the last latent frame, as the run without a last frame made it
+    assert distance(keyframe, blue_tokens) < distance(generated, blue_tokens) / 4
+    assert not np.array_equal(both.frames[-1], first.frames[-1])
+
+
+def test_img2video_first_and_last_frames_steer_the_video_toward_their_images(api_video):
+    body = {"prompt": "red to blue", "model": "TinyLtx", "width": 64, "height": 32, "frames": 9, "fps": 24, "steps": 2, "seed": 2}
+    finished(api_video, api_video.post("txt2video", json=body))  # loads the model the hooks attach to
+    assert_frames_follow_their_images(api_video, "TinyLtx", body, keyframe_tokens_first=True)
 
 
 @pytest.mark.parametrize("extra, field", [({"frames": 200}, "frames"), ({"fps": 30}, "fps"), ({"width": 1000}, "width")])
