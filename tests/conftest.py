@@ -82,6 +82,21 @@ class Api:
         raise AssertionError(f"job {request_id} did not finish in {timeout} s: {data}")
 
 
+def removed_background(api: Api, png: bytes, model: str, timeout: float = 120):
+    """One img-rmbg job through the API: the PNG it gave back, opened."""
+    import io
+
+    from PIL import Image
+
+    response = api.post("img-rmbg", files={"image": ("in.png", png, "image/png")}, data={"model": model})
+    assert response.status_code == 200, response.json()
+    status = api.wait(response.json()["data"]["request_id"], timeout=timeout)
+    assert status["status"] == "done", status
+    result = api.client.get(status["result_url"].split("127.0.0.1:8000", 1)[1])
+    assert result.status_code == 200 and result.headers["content-type"] == "image/png"
+    return Image.open(io.BytesIO(result.content))
+
+
 def first_messages(response) -> list[str]:
     """The messages of the first field in a 422's ``errors`` object."""
     return next(iter(response.json()["errors"].values()))

@@ -14,7 +14,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from model_registry.networks.briarmbg import BriaRMBG, load_briarmbg, predict_mask
-from tests.conftest import running_api
+from tests.conftest import removed_background, running_api
 
 TINY = {"widths": [4, 4, 8, 8, 16, 16, 16], "encoder_mids": [4, 4, 4, 8, 8, 8], "decoder_mids": [4, 4, 4, 8, 8]}
 
@@ -171,13 +171,7 @@ def test_img_rmbg_with_rmbg_gives_a_transparent_png_with_its_mask(settings):
     buffer = io.BytesIO()
     source.save(buffer, "PNG")
     with running_api(settings) as api:
-        response = api.post("img-rmbg", files={"image": ("in.png", buffer.getvalue(), "image/png")}, data={"model": "RMBG-1.4"})
-        assert response.status_code == 200, response.json()
-        status = api.wait(response.json()["data"]["request_id"], timeout=60)
-        assert status["status"] == "done", status
-        result = api.client.get(status["result_url"].split("127.0.0.1:8000", 1)[1])
-    assert result.status_code == 200 and result.headers["content-type"] == "image/png"
-    cut = Image.open(io.BytesIO(result.content))
+        cut = removed_background(api, buffer.getvalue(), "RMBG-1.4", timeout=60)
     assert cut.format == "PNG" and cut.mode == "RGBA" and cut.size == (61, 43)
     assert np.array_equal(np.asarray(cut)[..., :3], np.asarray(source))
     expected = predict_mask(model, source, size=96)

@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 
 from engine import Settings
 from model_registry import ModelRegistry, WeightsLocator
-from tests.conftest import running_api
+from tests.conftest import removed_background, running_api
 
 WIDTH, HEIGHT = 160, 120
 DISC = (40, 20, 120, 100)  # left, top, right, bottom: a disc of radius 40 around (80, 60)
@@ -60,13 +60,7 @@ def disc_cut_out(tmp_path_factory) -> tuple[Image.Image, Image.Image]:
     buffer = io.BytesIO()
     source.save(buffer, "PNG")
     with running_api(settings) as api:
-        response = api.post("img-rmbg", files={"image": ("disc.png", buffer.getvalue(), "image/png")}, data={"model": "U2Netp"})
-        assert response.status_code == 200, response.json()
-        status = api.wait(response.json()["data"]["request_id"], timeout=120)
-        assert status["status"] == "done", status
-        result = api.client.get(status["result_url"].split("127.0.0.1:8000", 1)[1])
-    assert result.status_code == 200 and result.headers["content-type"] == "image/png"
-    return source, Image.open(io.BytesIO(result.content))
+        return source, removed_background(api, buffer.getvalue(), "U2Netp")
 
 
 def test_embedded_u2netp_is_found_and_runnable_on_a_fresh_home(tmp_path):
