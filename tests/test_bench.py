@@ -28,7 +28,10 @@ def test_short_bench_reports_every_field_per_model(tmp_path, capsys):
         assert values["cold_load_seconds"] > 0 and values["throughput_jobs_per_second"] >= 0
         assert values["dryapi_price_per_job_usd"] is not None and values["energy_cost_per_job_usd"] >= 0
         assert len(report["latencies"][name]) == values["done"]
-        assert 0 < values["service_seconds_per_job"] <= values["latency_p95_seconds"]
+        # Each job runs within its own latency, so the mean run is at most the mean latency (not the p95:
+        # a short bench under load has too few jobs for that); the margin covers server/client clocks.
+        latencies = report["latencies"][name]
+        assert 0 < values["service_seconds_per_job"] <= sum(latencies) / len(latencies) + 0.05
         assert 0 < values["peak_memory_bytes"] <= report["peak_memory_bytes"]
     assert report["peak_memory_bytes"] > 0 and report["peak_process_rss_bytes"] > 0
     assert report["model_loads"] >= 3 and report["model_evictions"] >= 0  # Piper loaded before, making the speech
