@@ -24,19 +24,20 @@ from engine.crash_report import CrashReport
 from engine.errors import InvalidRequest, NotFound
 from engine.events import EventBus, JobEvent
 from engine.jobs import TERMINAL, Job, JobStore
+from engine.measurements import MeasurementStore
 from engine.rate_limits import RateLimiter, configured_limits
 from engine.results import ResultSigner, ResultStore
 from engine.settings import Settings
+from engine.tasks import task_named
 from engine.webhooks import WebhookOutbox
 from engine.worker import GpuWorker
 from model_registry import LoadedModel, ModelRegistry, ModelSpec, TokenCounter, WeightsLocator, price_of
 from model_registry.placement import Placement
 
-__all__ = ("FETCHED_TASKS", "Engine", "Upload")
+__all__ = ("Engine", "Upload")
 
 log = logging.getLogger(__name__)
 
-FETCHED_TASKS = {"vid2txt": "video_url", "aud2txt": "audio_url"}
 """Tasks whose media is behind a URL: downloaded before the job takes its turn on the GPU."""
 
 
@@ -62,6 +63,7 @@ class Engine:
         self.db = db
         self.accounts = AccountStore(db)
         self.jobs = JobStore(db, settings.home)
+        self.measurements = MeasurementStore(db)
         self.results = ResultStore(settings.results_dir)
         self.signer = ResultSigner(
             db.meta("result_secret", lambda: secrets.token_hex(32)),
@@ -73,7 +75,7 @@ class Engine:
         self.rate_limiter = RateLimiter(db, configured_limits(settings.rate_limits), settings.rate_limits_enabled)
         self.tokens = TokenCounter()
         self.worker = GpuWorker(
-            registry, self.jobs, self.results, self.events, budget, settings, load_fn, on_loaded=self._record_measurement
+            registry, self.jobs, self.results, self.events, budget, settings, load_fn, on_loaded=self.measurements.record
         )
         self.webhooks = WebhookOutbox(
             db,
@@ -119,15 +121,6 @@ class Engine:
             await engine.worker.stop()
             db.close()
 
-    def _record_measurement(self, slug: str, memory_bytes: int, load_seconds: float) -> None:
-        """The last measured memory and load time per model, for `drylocal models` to show."""
-        self.db.execute(
-            "INSERT INTO model_measurements (slug, memory_bytes, load_seconds, measured_at) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT(slug) DO UPDATE SET memory_bytes = excluded.memory_bytes, "
-            "load_seconds = excluded.load_seconds, measured_at = excluded.measured_at",
-            (slug, memory_bytes, load_seconds, time.time()),
-        )
-
     def _quarantine_after_crash(self) -> list[str]:
         """After the supervisor saw the last server die of a job (memory, a crash): fail what it was
         running, refunded, with the reason. A server lost otherwise leaves no report: its jobs re-queue."""
@@ -150,15 +143,15 @@ class Engine:
         failed += self.jobs.recover(self.settings.max_attempts)[1]
         for job_id in failed:
             job = self.jobs.get(job_id)
-            self.events.publish(_event(job, "processing"))
+            self.events.publish(JobEvent.of(job, "processing"))
         for job in self.jobs.pending():
             self._queue(job)
         day_ago = time.time() - 24 * 3600
         for job_id in self.webhooks.unrecorded_starts(since=day_ago):
-            self.events.publish(replace(_event(self.jobs.get(job_id), "pending"), status="processing"))
+            self.events.publish(replace(JobEvent.of(self.jobs.get(job_id), "pending"), status="processing"))
         for job_id in self.webhooks.unrecorded_endings(since=day_ago):
             job = self.jobs.get(job_id)
-            self.events.publish(_event(job, "processing"))
+            self.events.publish(JobEvent.of(job, "processing"))
 
     # ---------------------------------------------------------------- jobs
     def quote(self, spec: ModelSpec, params: dict[str, Any]) -> float:
@@ -260,12 +253,18 @@ class Engine:
 
     # ---------------------------------------------------------------- internals
     def _queue(self, job: Job) -> None:
-        if job.task in FETCHED_TASKS and not job.inputs.get("media"):
+        if self._download_url(job) and not job.inputs.get("media"):
             task = asyncio.ensure_future(self._download(job))
             self._downloads.add(task)
             task.add_done_callback(self._downloads.discard)
         else:
             self.worker.enqueue(job)
+
+    @staticmethod
+    def _download_url(job: Job) -> str | None:
+        """The URL of the media a job downloads before it runs, if its task takes one and it was given."""
+        task = task_named(job.task)
+        return job.params.get(task.download_field) if task and task.download_field else None
 
     async def _download(self, job: Job) -> None:
         """Fetch a URL job's media off the GPU's queue; the job shows ``processing`` at 0% meanwhile."""
@@ -274,8 +273,8 @@ class Engine:
         async with self._download_slots:
             if not self.jobs.start(job.id):
                 return
-            self.events.publish(_event(self.jobs.get(job.id), "pending"))
-            url = job.params.get(FETCHED_TASKS[job.task], "")
+            self.events.publish(JobEvent.of(self.jobs.get(job.id), "pending"))
+            url = self._download_url(job)
             try:
                 path = await asyncio.to_thread(
                     fetch.download, url, self.settings.inputs_dir / job.id, allowed_hosts=self.settings.fetch_allowed_hosts
@@ -294,7 +293,7 @@ class Engine:
     def _fail(self, job_id: str, code: str, message: str) -> None:
         job = self.jobs.get(job_id)
         if job and self.jobs.fail(job_id, code, message):
-            self.events.publish(_event(self.jobs.get(job_id), job.status))
+            self.events.publish(JobEvent.of(self.jobs.get(job_id), job.status))
 
     def _save_inputs(self, job_id: str, uploads: list[Upload]) -> dict[str, Any]:
         if not uploads:
@@ -329,16 +328,3 @@ class Engine:
     async def _clean_inputs(self, event: JobEvent) -> None:
         if event.status in TERMINAL:
             await asyncio.to_thread(shutil.rmtree, self.settings.inputs_dir / event.job_id, True)
-
-
-def _event(job: Job, previous: str | None) -> JobEvent:
-    return JobEvent(
-        job_id=job.id,
-        account_id=job.account_id,
-        task=job.task,
-        status=job.status,
-        previous_status=previous,
-        progress=job.progress,
-        error_code=job.error_code,
-        error_message=job.error_message,
-    )

@@ -10,7 +10,10 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable
+
+if TYPE_CHECKING:
+    from engine.jobs import Job
 
 __all__ = ("EventBus", "JobEvent")
 
@@ -30,6 +33,22 @@ class JobEvent:
     error_code: str | None = None
     error_message: str | None = None
     at: float = field(default_factory=time.time)
+
+    @classmethod
+    def of(cls, job: Job, previous: str | None) -> JobEvent:
+        """The event of ``job`` as it now stands, coming from status ``previous``."""
+        return cls(
+            job_id=job.id,
+            account_id=job.account_id,
+            task=job.task,
+            status=job.status,
+            previous_status=previous,
+            progress=job.progress,
+            preview=job.preview,
+            result_file=job.result_file,
+            error_code=job.error_code,
+            error_message=job.error_message,
+        )
 
 
 Subscriber = Callable[[JobEvent], Awaitable[None]]

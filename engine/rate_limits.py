@@ -29,8 +29,6 @@ CREATE TABLE IF NOT EXISTS rate_windows (
 )
 """
 
-WHISPER_ROUTES = ("vid2txt", "videofile2txt", "aud2txt", "audiofile2txt")
-
 
 @dataclass(frozen=True)
 class Limit:
@@ -39,26 +37,16 @@ class Limit:
 
 
 def default_limits() -> dict[str, dict[str, Limit]]:
-    """The documented tables: Basic per endpoint, Premium 300 RPM on every endpoint and no daily cap.
-    The ``unlimited`` tier (the machine's owner) has none."""
-    basic = {
-        "txt2img": Limit(3, 100),
-        "txt2video": Limit(1, 15),
-        "img2video": Limit(1, 15),
-        "aud2video": Limit(1, 15),
-        "txt2audio": Limit(5, 300),
-        "txt2music": Limit(1, 15),
-        "txt2embedding": Limit(10, 500),
-        "img2txt": Limit(5, 50),
-        "whisper": Limit(1, 10),
-        "img2img": Limit(1, 15),
-        "img-rmbg": Limit(5, 100),
-        "img-upscale": Limit(5, 100),
-        "price-calculation": Limit(50, 200),
-        "request-status": Limit(50, 200),
-    }
-    premium = {bucket: Limit(300, None) for bucket in basic if bucket != "whisper"}
-    premium.update({route: Limit(300, None) for route in WHISPER_ROUTES})
+    """The documented tables, as the task modules declare them: Basic per endpoint (some routes share a
+    bucket), Premium 300 RPM on every endpoint and no daily cap. The ``unlimited`` tier (the machine's
+    owner) has none."""
+    from engine.tasks import TASKS
+
+    basic = {task.rate_bucket or task.name: task.rate_limit for task in TASKS.values() if task.rate_limit}
+    basic["price-calculation"] = Limit(50, 200)
+    basic["request-status"] = Limit(50, 200)
+    premium = {task.name: Limit(300, None) for task in TASKS.values() if task.rate_limit}
+    premium.update({route: Limit(300, None) for route in ("price-calculation", "request-status")})
     return {"basic": basic, "premium": premium}
 
 
@@ -74,13 +62,17 @@ def configured_limits(overrides: dict[str, dict[str, list[int]]]) -> dict[str, d
 
 def bucket_for(route: str, tier: str) -> str | None:
     """The bucket of a client route (the path after ``/api/v1/client/``), or None when it is not limited."""
+    from engine.tasks import task_named
+
     route = route.strip("/")
-    if route.endswith("price-calculation"):
+    head, _, tail = route.rpartition("/")
+    if route.endswith("price-calculation") or (tail == "price" and task_named(head) is not None):
         return "price-calculation"
     if route.startswith("request-status"):
         return "request-status"
-    if route in WHISPER_ROUTES:
-        return "whisper" if tier == "basic" else route
+    task = task_named(route)
+    if task is not None and task.rate_bucket and tier == "basic":
+        return task.rate_bucket
     return route
 
 

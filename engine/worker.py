@@ -16,7 +16,7 @@ import gc
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -27,7 +27,7 @@ from engine.jobs import Job, JobStore
 from engine.results import ResultStore
 from engine.scheduler import ParkedModel, Plan, QueuedJob, ResidentModel, expired_models, plan
 from engine.settings import Settings
-from engine.tasks import TaskResult, pipeline_for
+from engine.tasks import TaskResult, task_named
 from model_registry import LoadedModel, ModelRegistry, ModelSpec
 from model_registry.footprint import Footprint, footprint, read_layout
 from model_registry.placement import Placement
@@ -103,8 +103,9 @@ class GpuWorker:
         """Queue a ``pending`` job, or (``started``) one a preparation stage already moved to processing."""
         if started:
             self._started.add(job.id)
-        pipeline = pipeline_for(job.task)
-        size = len(job.params["input"]) if job.task == "txt2embedding" and isinstance(job.params.get("input"), list) else 1
+        task = task_named(job.task)
+        batchable = bool(task and task.pipeline.batchable)
+        size = task.pipeline.batch_size(task.typed(job.params)) if batchable else 1
         self._queue.append(
             QueuedJob(
                 job_id=job.id,
@@ -112,7 +113,7 @@ class GpuWorker:
                 task=job.task,
                 need_bytes=0,
                 enqueued_at=time.time(),
-                batchable=bool(pipeline and pipeline.batchable),
+                batchable=batchable,
                 size=size,
                 account=job.account_id,
             )
@@ -208,19 +209,9 @@ class GpuWorker:
         return True
 
     def _queue_view(self) -> list[QueuedJob]:
+        """The queue with what each job's model needs as of now (placements change as models load)."""
         return [
-            QueuedJob(
-                q.job_id,
-                q.model,
-                q.task,
-                self._need(q.model),
-                q.enqueued_at,
-                q.batchable,
-                q.size,
-                self._refusal(q.model),
-                q.account,
-                self._host_held(q.model),
-            )
+            replace(q, need_bytes=self._need(q.model), refusal=self._refusal(q.model), host_bytes=self._host_held(q.model))
             for q in self._queue
         ]
 
@@ -426,28 +417,21 @@ class GpuWorker:
             return
         for job in jobs:
             self._served[job.account_id] = time.time()
-        pipeline = pipeline_for(jobs[0].task)
-        if pipeline is None:
+        task = task_named(jobs[0].task)
+        if task is None:  # a job stored by a build that had this task
             for job in jobs:
-                self._fail(job.id, "PROCESSING_ERROR", f"This drylocal build has no pipeline for {job.task}.")
+                self._fail(job.id, "PROCESSING_ERROR", f"This drylocal build has no {job.task} task.")
             return
         loop = asyncio.get_running_loop()
         resident.leases += 1
         try:
+            typed = [task.typed(job.params, _as_paths(job.inputs)) for job in jobs]
             if len(jobs) > 1:
-                outputs = await loop.run_in_executor(
-                    self._executor, pipeline.run_batch, resident.loaded, [job.params for job in jobs]
-                )
+                outputs = await loop.run_in_executor(self._executor, task.pipeline.run_batch, resident.loaded, typed)
             else:
-                job = jobs[0]
                 outputs = [
                     await loop.run_in_executor(
-                        self._executor,
-                        pipeline.run,
-                        resident.loaded,
-                        job.params,
-                        _as_paths(job.inputs),
-                        self._progress_reporter(job),
+                        self._executor, task.pipeline.run, resident.loaded, typed[0], self._progress_reporter(jobs[0])
                     )
                 ]
         except JobFailure as failure:
@@ -472,7 +456,8 @@ class GpuWorker:
             await self._finish(job, output)
 
     def _progress_reporter(self, job: Job):
-        limit = time_limit(job.task, job.params, self.settings.job_time_limit_seconds)
+        task = task_named(job.task)
+        limit = task.time_limit(job.params, self.settings.job_time_limit_seconds) if task else 0.0
         deadline = time.monotonic() + limit if limit else None
 
         def report(progress: float, preview_jpeg: bytes | None = None) -> None:
@@ -518,30 +503,7 @@ class GpuWorker:
             self._publish(self.jobs.get(job_id), job.status)
 
     def _publish(self, job: Job, previous: str | None) -> None:
-        self.events.publish(
-            JobEvent(
-                job_id=job.id,
-                account_id=job.account_id,
-                task=job.task,
-                status=job.status,
-                previous_status=previous,
-                progress=job.progress,
-                preview=job.preview,
-                result_file=job.result_file,
-                error_code=job.error_code,
-                error_message=job.error_message,
-            )
-        )
-
-
-def time_limit(task: str, params: dict, base_seconds: float) -> float:
-    """Seconds a job may run: the setting, twice it for video, and for transcription twice the media's
-    length on top (a long recording is long work, not a stuck job). 0 = no limit."""
-    if not base_seconds:
-        return 0.0
-    if task in ("txt2video", "img2video", "aud2video"):
-        return 2 * base_seconds
-    return base_seconds + 2 * float(params.get("duration_seconds") or 0)
+        self.events.publish(JobEvent.of(job, previous))
 
 
 def _as_paths(inputs: dict) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Generic, Protocol, TypeVar
 
 from model_registry.spec import ModelSpec
 
@@ -53,8 +53,11 @@ class Parker(Protocol):
     def unpark(self, device: str) -> None: ...
 
 
+H = TypeVar("H")
+
+
 @dataclass
-class LoadedModel:
+class LoadedModel(Generic[H]):
     """A model resident on a device, with the memory it was measured to take there.
 
     ``parker`` is set by the loaders whose handle can move to host RAM and back (torch modules that are not
@@ -62,7 +65,8 @@ class LoadedModel:
     budget. Elsewhere a model without a parker is dropped when evicted."""
 
     spec: ModelSpec
-    handle: Any
+    handle: H
+    """What the task pipelines call: one of model_registry.kinds' interfaces, by the model's kind."""
     device: str
     memory_bytes: int
     precision: str

@@ -52,7 +52,7 @@ def audio_seconds(path: Path) -> float:
 def direct_run(slug: str, model_path: Path, audio: Path, runs: int, device: str) -> dict:
     from faster_whisper import WhisperModel
 
-    from engine.tasks.transcribe import transcript_text
+    from engine.tasks._transcription import transcript_text
     from model_registry import ModelRegistry, WeightsLocator
     from model_registry.loaders.faster_whisper import compute_type
 

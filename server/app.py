@@ -20,7 +20,7 @@ from server.mcp import build_mcp_server
 from server.realtime import PusherHub
 from server import dashboard, metrics
 from server.host_guard import host_guard
-from server.routes import analysis, broadcasting, generation, openai, prompts, results, transformation, utilities
+from server.routes import broadcasting, openai, prompts, results, tasks, utilities
 
 __all__ = ("create_app",)
 
@@ -73,9 +73,7 @@ def create_app(settings: Settings, **engine_options: Any) -> Litestar:
     client = Router(
         "/api/v1/client",
         route_handlers=[
-            *generation.ROUTES,
-            *analysis.ROUTES,
-            *transformation.ROUTES,
+            *tasks.ROUTES,
             *prompts.ROUTES,
             *utilities.ROUTES,
         ],

@@ -22,14 +22,6 @@ def provide_engine(request: Request) -> Engine:
     return request.app.state.engine
 
 
-# The OpenAI-compatible routes count against the limits of the dryAPI task they run.
-_OPENAI_BUCKETS = {
-    "/v1/embeddings": "txt2embedding",
-    "/v1/images/generations": "txt2img",
-    "/v1/images/edits": "img2img",
-    "/v1/audio/speech": "txt2audio",
-    "/v1/audio/transcriptions": "audiofile2txt",
-}
 _CLIENT_PREFIX = "/api/v1/client/"
 _UNLIMITED_ROUTES = ("balance", "models")
 
@@ -50,5 +42,7 @@ def provide_account(request: Request) -> Account:
     if path.startswith(_CLIENT_PREFIX):
         route = path[len(_CLIENT_PREFIX) :]
     else:
-        route = _OPENAI_BUCKETS.get(path.rstrip("/"))
+        from server.routes.openai import TASK_OF_ROUTE  # the OpenAI routes count as the task they run
+
+        route = TASK_OF_ROUTE.get(path.rstrip("/"))
     return admit(request.app.state.engine, bearer_key(request), route)

@@ -19,7 +19,6 @@ import os
 import random
 import resource
 import shutil
-import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -117,18 +117,6 @@ def _registry(settings: Settings):
     return ModelRegistry.from_files(WeightsLocator(settings.models_dir), settings.config_file)
 
 
-def _measurements(settings: Settings) -> dict[str, tuple[int, float]]:
-    """The last memory and load time the engine measured per model (engine/engine.py records them)."""
-    if not settings.db_path.exists():
-        return {}
-    db = Database(settings.db_path)
-    try:
-        rows = db.query("SELECT slug, memory_bytes, load_seconds FROM model_measurements")
-    finally:
-        db.close()
-    return {row["slug"]: (row["memory_bytes"], row["load_seconds"]) for row in rows}
-
-
 def _device_budget(settings: Settings, args: argparse.Namespace):
     """This machine's device budget, as the engine probes it; or, with --device-memory, a CUDA card of that
     size (and with --host-memory, that much RAM), on any machine."""
@@ -157,7 +145,9 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     settings = Settings.load()
     registry = _registry(settings)
-    measured = _measurements(settings)
+    from engine.measurements import MeasurementStore
+
+    measured = MeasurementStore.read(settings.db_path)
     budget = _device_budget(settings, args)
     layout = read_layout()
     models, states = [], []

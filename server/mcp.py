@@ -1,8 +1,8 @@
 """The dryAPI MCP server at ``/mcp`` (streamable HTTP, the official ``mcp`` SDK), Bearer-key auth.
 
-Each tool of mcp-server.md maps onto a dryAPI task form: its parameters are the form's fields (files
-as base64 or data URIs, as the dryAPI MCP clients send them), its call is the same validation and
-job as the HTTP route, and it waits for the result with the documented adaptive polling.
+Each tool of mcp-server.md is a task module's ``mcp`` declaration: its parameters are the task's form
+fields (files as base64 or data URIs, as the dryAPI MCP clients send them), its call is the same
+validation and job as the HTTP route, and it waits for the result with the documented adaptive polling.
 """
 
 from __future__ import annotations
@@ -21,33 +21,15 @@ from mcp.server.mcpserver.exceptions import ToolError
 from engine import Engine
 from engine.errors import DryError, InvalidRequest, RateLimited
 from engine.redaction import redact_paths
+from engine.tasks import TASKS, Task, validate
 from server.auth import admit
 from server.body import FormFile, RequestBody
-from server.forms import FORMS
 from server.routes.utilities import model_info, status_body
-from server.validation import validate_task
 
 __all__ = ("TOOLS", "build_mcp_server")
 
-# tool -> (task, polling profile: initial delay, max delay, timeout in seconds)
-_AUDIO, _IMAGE, _VIDEO = (1.0, 5.0, 300.0), (2.0, 8.0, 300.0), (5.0, 30.0, 900.0)
-TOOLS: dict[str, tuple[str, tuple[float, float, float]]] = {
-    "text_to_image": ("txt2img", _IMAGE),
-    "image_to_image": ("img2img", _IMAGE),
-    "image_to_text": ("img2txt", _IMAGE),
-    "image_remove_background": ("img-rmbg", _IMAGE),
-    "image_upscale": ("img-upscale", _IMAGE),
-    "text_to_video": ("txt2video", _VIDEO),
-    "image_to_video": ("img2video", _VIDEO),
-    "audio_to_video": ("aud2video", _VIDEO),
-    "video_file_transcription": ("videofile2txt", _AUDIO),
-    "video_url_transcription": ("vid2txt", _AUDIO),
-    "text_to_audio": ("txt2audio", _AUDIO),
-    "text_to_music": ("txt2music", _AUDIO),
-    "audio_transcription": ("audiofile2txt", _AUDIO),
-    "audio_url_transcription": ("aud2txt", _AUDIO),
-    "text_to_embedding": ("txt2embedding", _AUDIO),
-}
+TOOLS: dict[str, Task] = {task.mcp.name: task for task in TASKS.values() if task.mcp}
+"""Tool name -> the task it runs."""
 _TYPES = {"string": str, "url": str, "integer": int, "number": float, "boolean": bool, "text_or_list": str | list[str],
           "loras": str | list[dict[str, Any]], "file": str, "files": list[str]}
 
@@ -66,11 +48,11 @@ def _decode_file(name: str, value: str) -> FormFile:
     return FormFile(f"{name}.{extension}" if "/" in content_type else name, content_type, data)
 
 
-def _body(task: str, arguments: dict[str, Any]) -> RequestBody:
+def _body(task: Task, arguments: dict[str, Any]) -> RequestBody:
     body = RequestBody()
     if arguments.get("model"):
         body.fields["model"] = arguments["model"]
-    for field in FORMS[task].fields:
+    for field in task.fields:
         value = arguments.get(field.name)
         if value is None:
             continue
@@ -83,9 +65,9 @@ def _body(task: str, arguments: dict[str, Any]) -> RequestBody:
     return body
 
 
-def _signature(task: str, extra: tuple[inspect.Parameter, ...] = ()) -> inspect.Signature:
+def _signature(task: Task, extra: tuple[inspect.Parameter, ...] = ()) -> inspect.Signature:
     parameters = [inspect.Parameter("model", inspect.Parameter.KEYWORD_ONLY, annotation=str | None, default=None)]
-    for field in FORMS[task].fields:
+    for field in task.fields:
         if field.name == "webhook_url":
             continue
         kind = _TYPES.get(field.kind, str)
@@ -121,12 +103,13 @@ def build_mcp_server(engine_of: Callable[[], Engine]):
         return admit(engine_of(), key, route)
 
     @dry_errors
-    async def run_task(task: str, polling: tuple[float, float, float], arguments: dict[str, Any], ctx) -> str:
+    async def run_task(task: Task, arguments: dict[str, Any], ctx) -> str:
         engine = engine_of()
-        account = account_of(ctx, task)
-        checked = await asyncio.to_thread(validate_task, FORMS[task], _body(task, arguments), engine, for_price=False)
-        job = await engine.submit(account, task, checked.spec, checked.params, checked.uploads, return_inline=True)
-        delay, longest, timeout = polling
+        account = account_of(ctx, task.name)
+        body = _body(task, arguments)
+        checked = await asyncio.to_thread(validate, task, body.fields, body.files, engine, for_price=False)
+        job = await engine.submit(account, task.name, checked.spec, checked.params, checked.uploads, return_inline=True)
+        delay, longest, timeout = task.mcp.polling
         started = asyncio.get_running_loop().time()
         # The documented adaptive polling: a first look after the initial delay, then 1.5x longer waits.
         while not (current := engine.jobs.get(job.id)).finished:
@@ -137,18 +120,19 @@ def build_mcp_server(engine_of: Callable[[], Engine]):
         return json.dumps({"request_id": job.id, **status_body(engine, current)})
 
     @dry_errors
-    async def price_task(task: str, arguments: dict[str, Any], ctx) -> str:
-        account_of(ctx, f"{task}/price-calculation")
+    async def price_task(task: Task, arguments: dict[str, Any], ctx) -> str:
+        account_of(ctx, f"{task.name}/price-calculation")
         engine = engine_of()
-        checked = await asyncio.to_thread(validate_task, FORMS[task], _body(task, arguments), engine, for_price=True)
+        body = _body(task, arguments)
+        checked = await asyncio.to_thread(validate, task, body.fields, body.files, engine, for_price=True)
         return json.dumps({"price": engine.quote(checked.spec, checked.params)})
 
-    for name, (task, polling) in TOOLS.items():
-        label = FORMS[task].label
+    for name, task in TOOLS.items():
+        label = task.label
 
-        def make(task=task, polling=polling):
+        def make(task=task):
             async def tool(ctx=None, **arguments) -> str:
-                return await run_task(task, polling, arguments, ctx)
+                return await run_task(task, arguments, ctx)
 
             async def price(ctx=None, **arguments) -> str:
                 return await price_task(task, arguments, ctx)

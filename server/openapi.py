@@ -2,7 +2,8 @@
 
 The routes parse bodies and queries themselves (server/body.py reads JSON, form-urlencoded and multipart
 on every route), so Litestar cannot infer them; the operation classes below declare them: the task
-bodies from server/forms.py, the prompt boosters' bodies, and the query of /models and /prompts/samples.
+bodies from the task modules' fields (engine/tasks), the prompt boosters' bodies, and the query of
+/models and /prompts/samples.
 The answers are declared beside them in server/responses.py.
 """
 
@@ -22,8 +23,8 @@ from litestar.openapi.spec import (
 )
 from litestar.openapi.spec.enums import OpenAPIType
 
-from server.fields import FILE_RULES, Field
-from server.forms import TaskForm
+from engine.tasks import Task
+from engine.tasks._fields import FILE_RULES, Field
 
 __all__ = ("DryOperation", "ModelsOperation", "SamplesOperation", "booster_operation", "operation_for", "schema_of")
 
@@ -57,10 +58,10 @@ def _field_schema(field: Field) -> Schema:
     return Schema(type=OpenAPIType.STRING, enum=list(field.choices) or None, max_length=field.max_length)
 
 
-def schema_of(form: TaskForm, *, for_price: bool, with_files: bool) -> Schema:
+def schema_of(task: Task, *, for_price: bool, with_files: bool) -> Schema:
     properties: dict[str, Schema] = {"model": _STRING}
-    required = ["model"] if form.model_required else []
-    for field in form.fields:
+    required = ["model"] if task.model_required else []
+    for field in task.fields:
         if field.price == ("no" if for_price else "only"):
             continue
         if field.kind in ("file", "files") and not with_files:
@@ -70,11 +71,6 @@ def schema_of(form: TaskForm, *, for_price: bool, with_files: bool) -> Schema:
         if (field.price == "required") if for_price else field.required:
             required.append(name)
     return Schema(type=OpenAPIType.OBJECT, properties=properties, required=required or None)
-
-
-# Submit routes that need an upload though no one file field is required: img2img takes image or
-# images[] (server/validation.py).
-_ONE_UPLOAD_OF = frozenset({"img2img"})
 
 
 def _content(fields: Schema, with_files: Schema, *, upload_required: bool) -> dict[str, MediaType]:
@@ -119,15 +115,14 @@ def _with(name: str, *, body: dict[str, MediaType] | None = None, query: tuple[P
     return type(name, (DryOperation,), {"body": body, "query": query})
 
 
-def operation_for(form: TaskForm, *, for_price: bool) -> type[Operation]:
-    needs_file = any(f.kind in ("file", "files") and f.required for f in form.fields) or form.task in _ONE_UPLOAD_OF
-    upload_required = needs_file and not for_price
+def operation_for(task: Task, *, for_price: bool) -> type[Operation]:
+    upload_required = task.needs_upload and not for_price
     content = _content(
-        schema_of(form, for_price=for_price, with_files=False),
-        schema_of(form, for_price=for_price, with_files=True),
+        schema_of(task, for_price=for_price, with_files=False),
+        schema_of(task, for_price=for_price, with_files=True),
         upload_required=upload_required,
     )
-    return _with(f"{form.task}_{'price' if for_price else 'submit'}_operation", body=content)
+    return _with(f"{task.name.replace('/', '_')}_{'price' if for_price else 'submit'}_operation", body=content)
 
 
 _PROMPT = Schema(type=OpenAPIType.STRING, min_length=3)

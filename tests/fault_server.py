@@ -31,15 +31,15 @@ def _stalling_write(self: ResultStore, job_id: str, filename: str, data: bytes) 
 
 
 def _poisoned(run):
-    def poisoned(self, model, params, inputs, progress):
-        if params.get("input") == "HOG":
+    def poisoned(self, model, params, progress):
+        if params.input == "HOG":
             hoard = []
             while True:
                 hoard.append(bytearray(64 * 1024 * 1024))  # zero-filled: every page touched
                 time.sleep(0.02)
-        if params.get("input") == "SEGV":
+        if params.input == "SEGV":
             os.kill(os.getpid(), signal.SIGSEGV)
-        return run(self, model, params, inputs, progress)
+        return run(self, model, params, progress)
 
     return poisoned
 

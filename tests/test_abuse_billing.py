@@ -113,7 +113,7 @@ def test_ocr_is_settled_to_the_characters_it_read(settings):
 
 def test_transcription_is_settled_to_the_decoded_duration_not_the_header(settings, monkeypatch, tmp_path_factory):
     """A header that understates the length (simulated: the header reader says 1 s) bills what decodes."""
-    import server.validation
+    import engine.tasks._checks
     from model_registry.embedded import provision_embedded
     from tests.media_files import piper_speech, wav_bytes
 
@@ -121,7 +121,7 @@ def test_transcription_is_settled_to_the_decoded_duration_not_the_header(setting
     provision_embedded(root, only=("WhisperBase",))
     settings.models_dir.mkdir(parents=True, exist_ok=True)
     (settings.models_dir / "WhisperBase").symlink_to(root / "WhisperBase")
-    monkeypatch.setattr(server.validation, "media_duration", lambda data, name: 1.0)
+    monkeypatch.setattr(engine.tasks._checks, "media_duration", lambda data, name: 1.0)
     samples, rate = piper_speech("This sentence lasts rather longer than the one second its header claims to be.")
     with running_api(settings, tier="premium", balance=1.0) as api:
         spec = api.engine.registry.get("WhisperBase")

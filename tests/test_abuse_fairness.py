@@ -51,6 +51,6 @@ def test_a_job_past_its_time_limit_is_stopped_at_its_next_step_and_refunded(sett
     [("txt2img", {}, 1800), ("txt2video", {}, 3600), ("audiofile2txt", {"duration_seconds": 3600}, 9000), ("txt2img", {}, 0)],
 )
 def test_time_limits_follow_the_task_and_size(task, params, expected):
-    from engine.worker import time_limit
+    from engine.tasks import TASKS
 
-    assert time_limit(task, params, 0 if expected == 0 else 1800) == expected
+    assert TASKS[task].time_limit(params, 0 if expected == 0 else 1800) == expected

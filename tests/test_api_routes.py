@@ -4,10 +4,12 @@ import io
 
 import pytest
 
-from server.forms import FORMS
+from engine.tasks import TASKS
 from tests.conftest import API, first_message, first_messages, running_api
 
 PROMPT_ROUTES = ["prompt/image", "prompt/video", "prompt/speech", "prompt/image2image"]
+
+ROUTED = sorted(task.name for task in TASKS.values() if task.routes)
 
 
 def png(width=64, height=48) -> bytes:
@@ -18,17 +20,17 @@ def png(width=64, height=48) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize("task", sorted(FORMS))
+@pytest.mark.parametrize("task", ROUTED)
 def test_every_task_route_requires_a_key(api, task):
-    for route in (task, f"{task}/price-calculation"):
+    for route in (task, f"{task}/{TASKS[task].price_route}"):
         response = api.client.post(f"{API}/{route}", json={})
         assert response.status_code == 401, route
         assert response.json() == {"data": None, "message": "Unauthorized user.", "errors": [], "statusCode": 401}
 
 
-@pytest.mark.parametrize("task", sorted(FORMS))
+@pytest.mark.parametrize("task", ROUTED)
 def test_every_task_route_validates_in_the_envelope(api, task):
-    for route in (task, f"{task}/price-calculation"):
+    for route in (task, f"{task}/{TASKS[task].price_route}"):
         response = api.post(route, json={"model": "nonexistent-model-xyz-999"})
         assert response.status_code == 422, route
         body = response.json()
@@ -195,8 +197,8 @@ def test_errors_as_the_docs_array_when_configured(settings):
 
 def test_openapi_document_lists_every_route(api):
     paths = api.client.get("/schema/openapi.json").json()["paths"]
-    for task in FORMS:
-        assert f"{API}/{task}" in paths and f"{API}/{task}/price-calculation" in paths
+    for task in ROUTED:
+        assert f"{API}/{task}" in paths and f"{API}/{task}/{TASKS[task].price_route}" in paths
         content = paths[f"{API}/{task}"]["post"]["requestBody"]["content"]
         assert "multipart/form-data" in content and "model" in content["multipart/form-data"]["schema"]["properties"]
     for route in ("balance", "models", "request-status/{request_id}", *PROMPT_ROUTES, "prompts/samples"):

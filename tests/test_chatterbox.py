@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from engine import Settings
 from tests.chatterbox_checkpoint import write_tiny_chatterbox
-from tests.conftest import running_api
+from tests.speech import finish, reference_wav, serving_models
+from tests.speech import speak as speaking
 
 TEXT = "Hello there, friend."
 BODY = {"text": TEXT, "model": "Chatterbox", "lang": "en", "voice": "default", "format": "wav", "seed": 3}
@@ -31,33 +31,12 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path):
-    settings = Settings.load(home=tmp_path_factory.mktemp("chatterbox-home") / "home", port=8000)
-    settings.models_dir.mkdir(parents=True, exist_ok=True)
-    (settings.models_dir / "Chatterbox").symlink_to(tiny_checkpoint, target_is_directory=True)
-    with running_api(settings) as api:
+    with serving_models(tmp_path_factory, {"Chatterbox": tiny_checkpoint}) as api:
         yield api
 
 
-def reference_wav(seconds: float = 3.5, rate: int = 16000) -> bytes:
-    t = np.arange(int(seconds * rate)) / rate
-    tone = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
-    buffer = io.BytesIO()
-    soundfile.write(buffer, tone.astype(np.float32), rate, format="WAV")
-    return buffer.getvalue()
-
-
-def finish(api, response) -> tuple[dict, np.ndarray, int]:
-    assert response.status_code == 200, response.json()
-    status = api.wait(response.json()["data"]["request_id"], timeout=120)
-    assert status["status"] == "done", status
-    download = api.client.get(status["result_url"].split("127.0.0.1:8000", 1)[1])
-    assert download.status_code == 200
-    samples, rate = soundfile.read(io.BytesIO(download.content))
-    return status, samples, rate
-
-
 def speak(api, **overrides) -> tuple[dict, np.ndarray, int]:
-    return finish(api, api.post("txt2audio", json={**BODY, **overrides}))
+    return speaking(api, BODY, **overrides)
 
 
 def test_default_voice_speaks_whole_hops_at_24khz(api):
@@ -90,7 +69,7 @@ def test_catalog_keeps_the_speed_at_one(api):
 
 
 def test_speed_two_halves_the_length(tiny_checkpoint):
-    from engine.tasks.txt2audio import PIPELINE
+    from engine.tasks.txt2audio import TASK
     from model_registry.catalog import builtin_specs
     from model_registry.loaders.chatterbox import load
 
@@ -101,7 +80,7 @@ def test_speed_two_halves_the_length(tiny_checkpoint):
         params = {"text": TEXT, "lang": "en", "voice": "default", "seed": 5, "format": "wav"}
         lengths = []
         for speed in (1, 2):
-            result = PIPELINE.run(loaded, {**params, "speed": speed}, {}, lambda *a, **k: None)
+            result = TASK.pipeline.run(loaded, TASK.typed({**params, "speed": speed}), lambda *a, **k: None)
             lengths.append(len(soundfile.read(io.BytesIO(result.data))[0]))
         assert lengths[1] / lengths[0] == pytest.approx(0.5, abs=0.05)
     finally:

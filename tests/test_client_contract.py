@@ -15,8 +15,7 @@ import pytest
 
 from model_registry.embedded import provision_embedded
 from server.body import RequestBody
-from server.forms import FORMS
-from server.validation import validate_task
+from engine.tasks import TASKS, validate
 from tests.conftest import PUBLIC_STATUSES, running_api
 
 
@@ -180,5 +179,5 @@ def test_unknown_language_is_refused_with_the_choices(api):
 
 def test_language_code_reaches_the_pipeline_as_the_models_own_slug(api):
     body = RequestBody({"model": "Qwen3_TTS", "text": "Hello there, world.", "lang": "en-US", "voice": "Vivian"})
-    checked = validate_task(FORMS["txt2audio"], body, api.engine, for_price=True)  # submit: the same checks
+    checked = validate(TASKS["txt2audio"], body.fields, body.files, api.engine, for_price=True)  # submit: the same checks
     assert checked.params["lang"] == "English"

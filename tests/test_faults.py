@@ -40,7 +40,7 @@ def fail_once(monkeypatch, owner, name: str, error: BaseException) -> None:
 def test_out_of_memory_fails_the_job_unloads_the_model_and_the_next_job_runs(api, monkeypatch, method):
     fail_once(monkeypatch, type(EMBEDDINGS), method, SimulatedOutOfMemory("CUDA out of memory. Tried to allocate 2.00 GiB"))
     if method == "run_batch":
-        monkeypatch.setattr(type(EMBEDDINGS), "run", lambda self, model, params, inputs, progress: self.run_batch(model, [params])[0])
+        monkeypatch.setattr(type(EMBEDDINGS), "run", lambda self, model, params, progress: self.run_batch(model, [params])[0])
     failed = api.wait(api.post("txt2embedding", json=BODY).json()["data"]["request_id"])
     assert failed["status"] == "error" and failed["error_code"] == "OUT_OF_MEMORY"
     assert "MiniLM_L6_v2 ran out of memory" in failed["error_message"]

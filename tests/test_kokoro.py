@@ -7,14 +7,12 @@ One server serves the whole module: loading the model is most of the cost.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pytest
-import soundfile
 
-from engine import Settings
-from tests.conftest import running_api
+from tests.speech import serving_models
+from tests.speech import speak as speaking
 from tests.kokoro_checkpoint import build_tiny_kokoro
 
 pytest.importorskip("kokoro", reason="the kokoro extra is not installed")
@@ -30,22 +28,12 @@ def tiny_kokoro(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory, tiny_kokoro: Path):
-    settings = Settings.load(home=tmp_path_factory.mktemp("kokoro-home") / "home", port=8000)
-    settings.models_dir.mkdir(parents=True, exist_ok=True)
-    (settings.models_dir / "Kokoro").symlink_to(tiny_kokoro, target_is_directory=True)
-    with running_api(settings) as api:
+    with serving_models(tmp_path_factory, {"Kokoro": tiny_kokoro}) as api:
         yield api
 
 
 def speak(api, **overrides) -> tuple[dict, object, int]:
-    response = api.post("txt2audio", json={**BODY, **overrides})
-    assert response.status_code == 200, response.json()
-    status = api.wait(response.json()["data"]["request_id"], timeout=120)
-    assert status["status"] == "done", status
-    download = api.client.get(status["result_url"].split("127.0.0.1:8000", 1)[1])
-    assert download.status_code == 200
-    samples, rate = soundfile.read(io.BytesIO(download.content))
-    return status, samples, rate
+    return speaking(api, BODY, **overrides)
 
 
 @pytest.mark.parametrize("fmt", ["flac", "mp3"])

@@ -10,15 +10,13 @@ development; here what counts is that the catalog model runs end to end.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile
 
-from engine import Settings
-from tests.conftest import running_api
+from tests.speech import finish, reference_wav, serving_models
+from tests.speech import speak as speaking
 from tests.qwen3_tts_checkpoint import write_tiny_qwen3_tts
 
 TEXT = "Hello there, friend."
@@ -35,34 +33,12 @@ def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoints: dict[str, Path]):
-    settings = Settings.load(home=tmp_path_factory.mktemp("qwen3-home") / "home", port=8000)
-    settings.models_dir.mkdir(parents=True, exist_ok=True)
-    for mode, name in FOLDERS.items():
-        (settings.models_dir / name).symlink_to(tiny_checkpoints[mode], target_is_directory=True)
-    with running_api(settings) as api:
+    with serving_models(tmp_path_factory, {name: tiny_checkpoints[mode] for mode, name in FOLDERS.items()}) as api:
         yield api
 
 
-def reference_wav(seconds: float = 3.5, rate: int = 16000) -> bytes:
-    t = np.arange(int(seconds * rate)) / rate
-    tone = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
-    buffer = io.BytesIO()
-    soundfile.write(buffer, tone.astype(np.float32), rate, format="WAV")
-    return buffer.getvalue()
-
-
-def finish(api, response) -> tuple[dict, np.ndarray, int]:
-    assert response.status_code == 200, response.json()
-    status = api.wait(response.json()["data"]["request_id"], timeout=180)
-    assert status["status"] == "done", status
-    download = api.client.get(status["result_url"].split("127.0.0.1:8000", 1)[1])
-    assert download.status_code == 200
-    samples, rate = soundfile.read(io.BytesIO(download.content))
-    return status, samples, rate
-
-
 def speak(api, **overrides) -> tuple[dict, np.ndarray, int]:
-    return finish(api, api.post("txt2audio", json={**BODY, **overrides}))
+    return speaking(api, BODY, **overrides)
 
 
 def clone(api, **fields) -> tuple[dict, np.ndarray, int]:

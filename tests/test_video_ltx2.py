@@ -82,7 +82,7 @@ def test_last_frame_is_placed_at_the_last_latent_frame(tiny_ltx2):
     from diffusers import LTX2Pipeline
     from PIL import Image
 
-    from engine.tasks.video import _frame_conditions
+    from engine.tasks._video_generation import _frame_conditions
     from model_registry import LoadedModel
 
     model = LoadedModel(spec=None, handle=LTX2Pipeline.from_pretrained(tiny_ltx2), device="cpu", memory_bytes=0, precision="fp32")
@@ -142,7 +142,7 @@ def test_mel_filters_are_slaney_normalized_triangles():
 def test_previews_read_the_middle_latent_frame_not_the_packed_tokens(tiny_ltx2):
     from diffusers import LTX2Pipeline
 
-    from engine.tasks.video import _video_latents
+    from engine.tasks._video_generation import _video_latents
 
     pipe = LTX2Pipeline.from_pretrained(tiny_ltx2)
     frames, rows, cols = 3, 2, 4  # 17 frames of 128x64 under 8x time and 32x space compression

@@ -135,7 +135,7 @@ def test_events_arrive_signed_with_the_documented_payloads(fast_settings):
 
 
 def test_a_job_failing_mid_run_sends_job_failed_signed_with_the_documented_payload(fast_settings, monkeypatch):
-    def failing_run(self, model, params, inputs, progress):
+    def failing_run(self, model, params, progress):
         raise RuntimeError("the device stopped answering")
 
     monkeypatch.setattr(type(EMBEDDINGS), "run", failing_run)

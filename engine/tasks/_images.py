@@ -7,13 +7,17 @@ import inspect
 import io
 import math
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Protocol
+
+import msgspec
 
 from engine.errors import JobFailure
-from engine.tasks import TaskResult
+from engine.tasks._definition import TaskResult
 from model_registry import LoadedModel
 
 __all__ = (
+    "DiffusionParams",
+    "Lora",
     "StepReporter",
     "diffusion_kwargs",
     "encode_image_result",
@@ -23,17 +27,21 @@ __all__ = (
     "seeded_generator",
 )
 
+class Lora(msgspec.Struct):
+    name: str
+    weight: float = 1.0
+
+
 PREVIEW_SIDE = 256
 """Longest side of a preview JPEG: small enough to send every few steps over a socket."""
 
 
-def input_images(inputs: dict[str, Any], *names: str) -> list:
-    """The uploaded images under ``names``, in upload order, as RGB PIL images."""
+def input_images(*uploads: Path | list[Path] | None) -> list:
+    """The uploaded images (a path, a list of paths, or none each), in upload order, as RGB PIL images."""
     from PIL import Image, ImageOps
 
     images = []
-    for name in names:
-        value = inputs.get(name)
+    for value in uploads:
         for path in value if isinstance(value, list) else [value] if value else []:
             with Image.open(Path(path)) as image:
                 images.append(ImageOps.exif_transpose(image).convert("RGB"))
@@ -67,17 +75,29 @@ def seeded_generator(seed: int):
     return torch.Generator(device="cpu").manual_seed(int(seed))
 
 
-def diffusion_kwargs(pipe, spec, params: dict[str, Any]) -> dict[str, Any]:
+class DiffusionParams(Protocol):
+    """What the image and video tasks' parameters share."""
+
+    prompt: str
+    negative_prompt: str | None
+    width: int
+    height: int
+    steps: int
+    seed: int
+    guidance: float | None
+
+
+def diffusion_kwargs(pipe, spec, params: DiffusionParams) -> dict[str, Any]:
     """Map dryAPI parameters onto this pipeline's ``__call__``, honouring the model's features."""
     accepted = set(inspect.signature(pipe.__call__).parameters)
     kwargs: dict[str, Any] = {
-        "prompt": params["prompt"],
-        "width": params["width"],
-        "height": params["height"],
-        "num_inference_steps": int(params["steps"]),
-        "generator": seeded_generator(params["seed"]),
+        "prompt": params.prompt,
+        "width": params.width,
+        "height": params.height,
+        "num_inference_steps": int(params.steps),
+        "generator": seeded_generator(params.seed),
     }
-    guidance = params.get("guidance")
+    guidance = params.guidance
     if guidance is not None and spec.feature("supports_guidance", True):
         # Qwen-Image runs real classifier-free guidance (true_cfg_scale); distilled models take guidance_scale.
         kwargs["true_cfg_scale" if "true_cfg_scale" in accepted else "guidance_scale"] = float(guidance)
@@ -85,7 +105,7 @@ def diffusion_kwargs(pipe, spec, params: dict[str, Any]) -> dict[str, Any]:
         # A distilled model that takes no guidance runs without it: the pipeline's own default (LTX-Video's
         # 3) would turn classifier-free guidance on and run every step twice.
         kwargs["guidance_scale"] = float(spec.default("guidance", 1.0))
-    negative = params.get("negative_prompt")
+    negative = params.negative_prompt
     if negative and spec.feature("supports_negative_prompt", True):
         kwargs["negative_prompt"] = negative
     elif "true_cfg_scale" in kwargs and kwargs["true_cfg_scale"] > 1:
@@ -165,7 +185,7 @@ def lora_file(model: LoadedModel, name: str) -> Path:
 
 
 @contextlib.contextmanager
-def loras_applied(model: LoadedModel, requested: list[dict[str, Any]] | None) -> Iterator[None]:
+def loras_applied(model: LoadedModel, requested: list[Lora] | None) -> Iterator[None]:
     """Load the job's LoRAs with their weights, and always unload them afterwards."""
     if not requested:
         yield
@@ -176,13 +196,13 @@ def loras_applied(model: LoadedModel, requested: list[dict[str, Any]] | None) ->
     names, weights = [], []
     try:
         for item in requested:
-            path = lora_file(model, item["name"])
+            path = lora_file(model, item.name)
             if not path.is_file():
-                raise JobFailure("INVALID_INPUT", f"LoRA {item['name']} is listed but not installed at {path}.")
-            adapter = f"job_{len(names)}_{item['name']}"
+                raise JobFailure("INVALID_INPUT", f"LoRA {item.name} is listed but not installed at {path}.")
+            adapter = f"job_{len(names)}_{item.name}"
             pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name=adapter)
             names.append(adapter)
-            weights.append(float(item.get("weight", 1.0)))
+            weights.append(float(item.weight))
         pipe.set_adapters(names, adapter_weights=weights)
         yield
     finally:

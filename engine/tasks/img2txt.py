@@ -8,13 +8,32 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated
 
-from engine.tasks import Progress, TaskResult
+import msgspec
+
+from engine.rate_limits import Limit
+from engine.tasks._checks import Checking, image_limits, size_from_image
+from engine.tasks._definition import IMAGE_POLLING, SENT, Form, McpTool, Progress, Task, TaskResult
 from engine.tasks._transform import eight_bit, uploaded_image
 from model_registry import LoadedModel
+from model_registry.kinds import OcrReader
 
-__all__ = ("PIPELINE", "lines_of")
+__all__ = ("TASK", "ImageToTextParams", "lines_of")
+
+
+class ImageToTextParams(msgspec.Struct, kw_only=True):
+    image: Annotated[Path | None, Form(required=True, kind="file", file_rule="image")] = None
+    language: Annotated[str | None, SENT] = None
+    format: Annotated[str | None, Form(choices=("text", "json"))] = None
+    width: Annotated[int | None, SENT] = None
+    height: Annotated[int | None, SENT] = None
+
+
+def check(ctx: Checking) -> None:
+    image_limits(ctx, "image")
+    size_from_image(ctx, "image")
+    ctx.default("format")
 
 
 def lines_of(blocks: list[dict]) -> list[str]:
@@ -39,16 +58,27 @@ def lines_of(blocks: list[dict]) -> list[str]:
 class ImageToText:
     batchable = False
 
-    def run(self, model: LoadedModel, params: dict[str, Any], inputs: dict[str, Path], progress: Progress) -> TaskResult:
-        image = eight_bit(uploaded_image(inputs))
+    def run(self, model: LoadedModel[OcrReader], params: ImageToTextParams, progress: Progress) -> TaskResult:
+        image = eight_bit(uploaded_image(params.image))
         progress(10.0)
-        blocks = model.handle.read(image, language=params.get("language"))
+        blocks = model.handle.read(image, language=params.language)
         text = "\n".join(lines_of(blocks))
         meta = {"characters": len(text), "blocks": len(blocks)}
-        if params.get("format") == "json":
+        if params.format == "json":
             body = json.dumps({"text": text, "blocks": blocks}, ensure_ascii=False)
             return TaskResult(data=body.encode(), filename="result.json", content_type="application/json", text=body, meta=meta)
         return TaskResult(data=text.encode(), filename="result.txt", content_type="text/plain; charset=utf-8", text=text, meta=meta)
 
 
-PIPELINE = ImageToText()
+TASK = Task(
+    name="img2txt",
+    label="Image To Text",
+    group="analysis",
+    inference_type="img2txt",
+    params=ImageToTextParams,
+    check=check,
+    pipeline=ImageToText(),
+    rate_limit=Limit(5, 50),
+    mcp=McpTool("image_to_text", IMAGE_POLLING),
+    inline_result=True,
+)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
-from engine.tasks import Progress, TaskResult
+from engine.rate_limits import Limit
+from engine.tasks._definition import IMAGE_POLLING, McpTool, Progress, Task, TaskResult
 from engine.tasks._images import encode_image_result
-from engine.tasks._transform import eight_bit, uploaded_image
+from engine.tasks._transform import ImageTransformParams, check_image_transform, eight_bit, foreground_mask, uploaded_image
 from model_registry import LoadedModel
 
-__all__ = ("PIPELINE", "cut_out")
+__all__ = ("TASK", "cut_out")
 
 
 def cut_out(image, mask):
@@ -31,19 +29,23 @@ def cut_out(image, mask):
 class BackgroundRemoval:
     batchable = False
 
-    def run(self, model: LoadedModel, params: dict[str, Any], inputs: dict[str, Path], progress: Progress) -> TaskResult:
-        from model_registry.networks.ben2 import predict_mask
-
-        image = eight_bit(uploaded_image(inputs))
+    def run(self, model: LoadedModel, params: ImageTransformParams, progress: Progress) -> TaskResult:
+        image = eight_bit(uploaded_image(params.image))
         progress(10.0)
-        size = int(model.extras.get("working_size", 1024))
-        if hasattr(model.handle, "predict_mask"):  # RMBG's network carries its own; BEN2's is a module function
-            mask = model.handle.predict_mask(image.convert("RGB"), size=size)
-        else:
-            mask = predict_mask(model.handle, image.convert("RGB"), size=size)
+        mask = foreground_mask(model, image.convert("RGB"))
         progress(90.0)
         # JPEG has no alpha channel, so the transparent PNG is the only format worth offering.
         return encode_image_result(cut_out(image, mask), {}, alt=False)
 
 
-PIPELINE = BackgroundRemoval()
+TASK = Task(
+    name="img-rmbg",
+    label="Background Removal",
+    group="transformation",
+    inference_type="img-rmbg",
+    params=ImageTransformParams,
+    check=check_image_transform,
+    pipeline=BackgroundRemoval(),
+    rate_limit=Limit(5, 100),
+    mcp=McpTool("image_remove_background", IMAGE_POLLING),
+)

@@ -7,15 +7,14 @@ seams: the network sees what lies across a tile's edge, as it would on the whole
 from __future__ import annotations
 
 import math
-from pathlib import Path
-from typing import Any
-
-from engine.tasks import Progress, TaskResult
+from engine.rate_limits import Limit
+from engine.tasks._definition import IMAGE_POLLING, McpTool, Progress, Task, TaskResult
 from engine.tasks._images import encode_image_result
-from engine.tasks._transform import eight_bit, uploaded_image
+from engine.tasks._transform import ImageTransformParams, check_image_transform, eight_bit, uploaded_image
 from model_registry import LoadedModel
+from model_registry.kinds import Upscaler
 
-__all__ = ("PIPELINE", "plan_tiles", "tile_side", "upscale_array")
+__all__ = ("TASK", "plan_tiles", "tile_side", "upscale_array")
 
 TILE_PAD = 16
 """Input pixels of context on each side of a tile."""
@@ -72,11 +71,11 @@ def upscale_array(network, rgb, side: int, progress: Progress | None = None):
 class ImageUpscale:
     batchable = False
 
-    def run(self, model: LoadedModel, params: dict[str, Any], inputs: dict[str, Path], progress: Progress) -> TaskResult:
+    def run(self, model: LoadedModel[Upscaler], params: ImageTransformParams, progress: Progress) -> TaskResult:
         import numpy as np
         from PIL import Image
 
-        image = eight_bit(uploaded_image(inputs))
+        image = eight_bit(uploaded_image(params.image))
         network = model.handle
         element_size = next(network.parameters()).element_size()
         side = tile_side(int(model.extras.get("working_bytes", 0)), element_size)
@@ -92,4 +91,14 @@ class ImageUpscale:
         return encode_image_result(upscaled, meta)
 
 
-PIPELINE = ImageUpscale()
+TASK = Task(
+    name="img-upscale",
+    label="Image Upscale",
+    group="transformation",
+    inference_type="img-upscale",
+    params=ImageTransformParams,
+    check=check_image_transform,
+    pipeline=ImageUpscale(),
+    rate_limit=Limit(5, 100),
+    mcp=McpTool("image_upscale", IMAGE_POLLING),
+)

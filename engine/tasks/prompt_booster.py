@@ -9,13 +9,28 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
-from engine.tasks import Progress, TaskResult
-from model_registry import LoadedModel
+import msgspec
 
-__all__ = ("BOOSTER_TASKS", "PIPELINE", "parse_answer")
+from engine.tasks._definition import Progress, Task, TaskResult
+from model_registry import LoadedModel
+from model_registry.kinds import InstructModel
+
+__all__ = ("BOOSTER_TASKS", "TASK", "BoosterParams", "parse_answer")
+
+
+class BoosterParams(msgspec.Struct, kw_only=True):
+    """Checked by the booster routes themselves (server/routes/prompts.py): their bodies are their own."""
+
+    booster: str
+    """Which route asked: prompt/image, prompt/video, prompt/image2image, prompt/speech, prompts/samples."""
+    prompt: str | None = None
+    negative_prompt: str | None = None
+    lang_code: str | None = None
+    type: str | None = None
+    topic: str | None = None
+    seed: int | None = None
 
 _IMAGE = (
     "You improve prompts for a text-to-image model. Rewrite the user's prompt into one vivid, concrete "
@@ -46,16 +61,16 @@ BOOSTER_TASKS = ("prompt/image", "prompt/video", "prompt/image2image", "prompt/s
 MAX_NEW_TOKENS = 220
 
 
-def _messages(task: str, params: dict[str, Any]) -> list[dict[str, str]]:
-    lang = f" ({params['lang_code']})" if params.get("lang_code") else ""
+def _messages(task: str, params: BoosterParams) -> list[dict[str, str]]:
+    lang = f" ({params.lang_code})" if params.lang_code else ""
     if task == "prompts/samples":
-        topic = f" about {params['topic']}" if params.get("topic") else ""
-        system = _SAMPLES[params["type"]].format(topic=topic, lang=lang)
+        topic = f" about {params.topic}" if params.topic else ""
+        system = _SAMPLES[params.type].format(topic=topic, lang=lang)
         return [{"role": "system", "content": system}, {"role": "user", "content": "Go."}]
     system = {"prompt/image": _IMAGE, "prompt/video": _VIDEO, "prompt/image2image": _EDIT}.get(task) or _SPEECH.format(lang=lang)
-    user = params["prompt"]
-    if params.get("negative_prompt"):
-        user += f"\nAvoid: {params['negative_prompt']}"
+    user = params.prompt or ""
+    if params.negative_prompt:
+        user += f"\nAvoid: {params.negative_prompt}"
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
@@ -73,7 +88,7 @@ def parse_answer(text: str) -> dict[str, str]:
     return {"prompt": plain} if plain else {}
 
 
-def _generate(model: LoadedModel, messages: list[dict[str, str]], seed: int | None) -> str:
+def _generate(model: LoadedModel[InstructModel], messages: list[dict[str, str]], seed: int | None) -> str:
     import torch
 
     llm, tokenizer = model.handle
@@ -94,20 +109,30 @@ def _generate(model: LoadedModel, messages: list[dict[str, str]], seed: int | No
 class PromptBooster:
     batchable = False
 
-    def run(self, model: LoadedModel, params: dict[str, Any], inputs: dict[str, Path], progress: Progress) -> TaskResult:
-        task = params["booster"]
-        answer = parse_answer(_generate(model, _messages(task, params), params.get("seed")))
+    def run(self, model: LoadedModel[InstructModel], params: BoosterParams, progress: Progress) -> TaskResult:
+        task = params.booster
+        answer = parse_answer(_generate(model, _messages(task, params), params.seed))
         if task == "prompts/samples":
-            body: dict[str, Any] = {"type": params["type"], "prompt": answer.get("prompt", "")}
+            body: dict[str, Any] = {"type": params.type, "prompt": answer.get("prompt", "")}
         elif task == "prompt/speech":
-            body = {"prompt": answer.get("prompt") or params["prompt"]}
+            body = {"prompt": answer.get("prompt") or params.prompt}
         else:
             body = {
-                "prompt": answer.get("prompt") or params["prompt"],
-                "negative_prompt": answer.get("negative_prompt") or params.get("negative_prompt"),
+                "prompt": answer.get("prompt") or params.prompt,
+                "negative_prompt": answer.get("negative_prompt") or params.negative_prompt,
             }
         text = json.dumps(body, ensure_ascii=False)
         return TaskResult(data=text.encode(), filename="result.json", content_type="application/json", text=text)
 
 
-PIPELINE = PromptBooster()
+TASK = Task(
+    name="prompt-booster",
+    label="Prompt Booster",
+    group="prompts",
+    inference_type="prompt-booster",
+    params=BoosterParams,
+    check=lambda ctx: None,
+    pipeline=PromptBooster(),
+    rate_limit=None,
+    routes=False,
+)

@@ -3,13 +3,47 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Any
+from typing import Annotated
 
-from engine.tasks import Progress, TaskResult
+import msgspec
+
+from engine.rate_limits import Limit
+from engine.tasks._checks import Checking, fmt, num
+from engine.tasks._definition import AUDIO_POLLING, Form, McpTool, Progress, Task, TaskResult
 from model_registry import LoadedModel
+from model_registry.kinds import Embedder
 
-__all__ = ("PIPELINE",)
+__all__ = ("PIPELINE", "TASK", "EmbeddingParams")
+
+
+class EmbeddingParams(msgspec.Struct, kw_only=True):
+    input: Annotated[str | list[str], Form(required=True, price="required", kind="text_or_list")]
+    tokens: int = 0
+    """Counted by the checks with the model's own tokenizer: the price and the usage block."""
+
+
+def check(ctx: Checking) -> None:
+    value = ctx.values.get("input")
+    if value is None:
+        return
+    texts = [value] if isinstance(value, str) else value
+    max_inputs = int(num(ctx.spec.limit("max_inputs")) or 2048)
+    if len(texts) > max_inputs:
+        ctx.error("input", f"The input may hold at most {max_inputs} texts.")
+        return
+    if any(not text.strip() for text in texts):
+        ctx.error("input", "The input must not contain empty texts.")
+        return
+    counts = ctx.engine.count_tokens(ctx.spec, texts)
+    per_input = num(ctx.spec.limit("max_input_tokens"))
+    total = num(ctx.spec.limit("max_total_tokens"))
+    for index, count in enumerate(counts):
+        if per_input and count > per_input:
+            where = "input" if isinstance(value, str) else f"input.{index}"
+            ctx.error(where, f"The {where} has {count} tokens; model {ctx.spec.slug} accepts at most {fmt(per_input)}.")
+    if total and sum(counts) > total:
+        ctx.error("input", f"The input has {sum(counts)} tokens in all; the limit is {fmt(total)}.")
+    ctx.values["tokens"] = sum(counts)
 
 _ENCODE_BATCH = 32
 
@@ -17,7 +51,7 @@ _ENCODE_BATCH = 32
 class Txt2Embedding:
     batchable = True
 
-    def run(self, model: LoadedModel, params: dict[str, Any], inputs: dict[str, Path], progress: Progress) -> TaskResult:
+    def run(self, model: LoadedModel[Embedder], params: EmbeddingParams, progress: Progress) -> TaskResult:
         texts = _texts(params)
         if len(texts) <= _ENCODE_BATCH:
             return self.run_batch(model, [params])[0]
@@ -30,7 +64,10 @@ class Txt2Embedding:
 
         return _result(model, params, np.concatenate(chunks))
 
-    def run_batch(self, model: LoadedModel, items: list[dict[str, Any]]) -> list[TaskResult]:
+    def batch_size(self, params: EmbeddingParams) -> int:
+        return len(_texts(params))
+
+    def run_batch(self, model: LoadedModel[Embedder], items: list[EmbeddingParams]) -> list[TaskResult]:
         texts = [text for params in items for text in _texts(params)]
         # One encode call for every job of the batch: this is where concurrent requests share the GPU.
         vectors = _encode(model, texts)
@@ -45,17 +82,17 @@ class Txt2Embedding:
         return results
 
 
-def _encode(model: LoadedModel, texts: list[str]):
+def _encode(model: LoadedModel[Embedder], texts: list[str]):
     return model.handle.encode(texts, batch_size=_ENCODE_BATCH, convert_to_numpy=True, show_progress_bar=False)
 
 
-def _texts(params: dict[str, Any]) -> list[str]:
-    value = params["input"]
+def _texts(params: EmbeddingParams) -> list[str]:
+    value = params.input
     return [value] if isinstance(value, str) else list(value)
 
 
-def _result(model: LoadedModel, params: dict[str, Any], rows) -> TaskResult:
-    tokens = int(params.get("tokens") or 0)
+def _result(model: LoadedModel[Embedder], params: EmbeddingParams, rows) -> TaskResult:
+    tokens = int(params.tokens)
     body = {
         "object": "list",
         "model": model.spec.slug,
@@ -73,3 +110,16 @@ def _result(model: LoadedModel, params: dict[str, Any], rows) -> TaskResult:
 
 
 PIPELINE = Txt2Embedding()
+
+TASK = Task(
+    name="txt2embedding",
+    label="Text To Embedding",
+    group="generation",
+    inference_type="txt2embedding",
+    params=EmbeddingParams,
+    check=check,
+    pipeline=PIPELINE,
+    rate_limit=Limit(10, 500),
+    mcp=McpTool("text_to_embedding", AUDIO_POLLING),
+    inline_result=True,
+)

@@ -22,18 +22,26 @@ from engine.errors import DryError, InvalidRequest, RateLimited
 from engine.redaction import redact_paths
 from model_registry.errors import RegistryError
 from server.auth import provide_account
+from engine.tasks import TASKS, validate
 from server.body import RequestBody, read_body
-from server.forms import FORMS
-from server.validation import validate_task
 
-__all__ = ("ROUTER",)
+__all__ = ("ROUTER", "TASK_OF_ROUTE")
+
+TASK_OF_ROUTE = {
+    "/v1/embeddings": "txt2embedding",
+    "/v1/images/generations": "txt2img",
+    "/v1/images/edits": "img2img",
+    "/v1/audio/speech": "txt2audio",
+    "/v1/audio/transcriptions": "audiofile2txt",
+}
+"""The dryAPI task each OpenAI route runs: its checks, its pipeline and its rate limits."""
 
 _AUDIO_FORMATS = {"mp3": "mp3", "wav": "wav", "flac": "flac", "opus": "ogg", "ogg": "ogg"}
 
 
 async def _run(engine: Engine, account: Account, task: str, body: RequestBody):
     """Validate as the dryAPI route would, run inline, and return the finished job."""
-    checked = await asyncio.to_thread(validate_task, FORMS[task], body, engine, for_price=False)
+    checked = await asyncio.to_thread(validate, TASKS[task], body.fields, body.files, engine, for_price=False)
     job = await engine.run_inline(account, task, checked.spec, checked.params, checked.uploads)
     if job.status != "done":
         raise DryError(job.error_message or "The job failed.")

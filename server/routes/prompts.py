@@ -12,16 +12,15 @@ import json
 from typing import Any
 
 from litestar import Request, get, post
+from litestar.di import NamedDependency
 from litestar.handlers import HTTPRouteHandler
 
-from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery
 from engine import Account, Engine
 from engine.errors import DryError, InvalidRequest
 from model_registry import ModelSpec, price_of
 from server.body import RequestBody, read_body
-from server.fields import FILE_RULES
-from server.media import image_size
+from engine.media import image_size
+from engine.tasks._fields import FILE_RULES
 from server.openapi import SamplesOperation, booster_operation
 from server.responses import BoostedPrompt, BoostedSpeechPrompt, BoosterPrice, SampleAnswer, responses_for
 

@@ -1,42 +1,42 @@
-"""The two routes every task has: submit a job, and ``/price-calculation`` with the same fields."""
+"""The two routes every task has: submit a job, and ``/price-calculation`` with the same fields; made for
+each task module (engine/tasks), whose form, checks and pipeline they reach in one hop."""
 
 from __future__ import annotations
 
 import asyncio
 
 from litestar import Request, post
+from litestar.di import NamedDependency
 from litestar.handlers import HTTPRouteHandler
 
-from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery
 from engine import Account, Engine
+from engine.tasks import TASKS, Task, validate
 from server.body import read_body
-from server.forms import FORMS
 from server.openapi import operation_for
 from server.responses import PriceAnswer, SubmitAnswer, responses_for
-from server.validation import validate_task
 
-__all__ = ("task_routes",)
+__all__ = ("ROUTES", "task_routes")
 
 
-def task_routes(task: str) -> list[HTTPRouteHandler]:
-    form = FORMS[task]
+def task_routes(task: Task) -> list[HTTPRouteHandler]:
+    operation = task.name.replace("/", "_")  # videos/replace
 
     @post(
-        f"/{task}",
+        f"/{task.name}",
         status_code=200,
-        operation_id=f"submit_{task}",
-        summary=f"Submit a {form.label} job",
-        operation_class=operation_for(form, for_price=False),
+        operation_id=f"submit_{operation}",
+        summary=f"Submit a {task.label} job",
+        tags=[task.group],
+        operation_class=operation_for(task, for_price=False),
         responses=responses_for(SubmitAnswer, 400, 422),
     )
     async def submit(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
         body = await read_body(request)
         # Validation may read media or ask a video site about a URL: off the event loop.
-        checked = await asyncio.to_thread(validate_task, form, body, engine, for_price=False)
+        checked = await asyncio.to_thread(validate, task, body.fields, body.files, engine, for_price=False)
         job = await engine.submit(
             account,
-            task,
+            task.name,
             checked.spec,
             checked.params,
             checked.uploads,
@@ -46,16 +46,20 @@ def task_routes(task: str) -> list[HTTPRouteHandler]:
         return {"data": {"request_id": job.id}}
 
     @post(
-        f"/{task}/price-calculation",
+        f"/{task.name}/{task.price_route}",
         status_code=200,
-        operation_id=f"price_{task}",
-        summary=f"Calculate the price of a {form.label} job",
-        operation_class=operation_for(form, for_price=True),
+        operation_id=f"price_{operation}",
+        summary=f"Calculate the price of a {task.label} job",
+        tags=[task.group],
+        operation_class=operation_for(task, for_price=True),
         responses=responses_for(PriceAnswer, 400, 422),
     )
     async def price(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
         body = await read_body(request)
-        checked = await asyncio.to_thread(validate_task, form, body, engine, for_price=True)
+        checked = await asyncio.to_thread(validate, task, body.fields, body.files, engine, for_price=True)
         return {"data": {"price": engine.quote(checked.spec, checked.params)}}
 
     return [submit, price]
+
+
+ROUTES = [handler for task in TASKS.values() if task.routes for handler in task_routes(task)]

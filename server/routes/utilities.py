@@ -7,9 +7,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 from litestar import Request, get
-
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath
+
 from engine import Account, Engine, Job
 from model_registry import ModelSpec
 from server.openapi import DryOperation, ModelsOperation

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model_registry.networks.chatterbox._strict_load import own_entries, require_exact
+from model_registry.networks.chatterbox._strict_load import load_exact
 from model_registry.networks.chatterbox.conformer import UpsampleConformerEncoder
 from model_registry.networks.chatterbox.flow_estimator import ConditionalDecoder
 
@@ -205,10 +205,4 @@ def load_flow(
     its shape, and nothing else under the prefix; a ``ValueError`` names what is missing, unexpected
     or misshapen.
     """
-    own = own_entries(state_dict, prefix)
-    with torch.device("meta"):
-        model = build()
-    require_exact(model, own, prefix, "a CausalMaskedDiffWithXvec")
-    own = {k: v.to(dtype) if v.is_floating_point() else v for k, v in own.items()}
-    model.load_state_dict(own, strict=True, assign=True)
-    return model.eval()
+    return load_exact(build, state_dict, prefix, "a CausalMaskedDiffWithXvec", dtype)

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from model_registry.networks.chatterbox._strict_load import own_entries, require_exact
+from model_registry.networks.chatterbox._strict_load import load_exact
 
 __all__ = ("ConvRNNF0Predictor", "HiFTGenerator", "fade_in_start", "load_hift")
 
@@ -297,10 +297,4 @@ def load_hift(
     its shape, and nothing else under the prefix; a ``ValueError`` names what is missing, unexpected
     or misshapen.
     """
-    own = own_entries(state_dict, prefix)
-    with torch.device("meta"):
-        model = build()
-    require_exact(model, own, prefix, "a HiFTGenerator")
-    own = {k: v.to(dtype) if v.is_floating_point() else v for k, v in own.items()}
-    model.load_state_dict(own, strict=True, assign=True)
-    return model.eval()
+    return load_exact(build, state_dict, prefix, "a HiFTGenerator", dtype)

@@ -48,7 +48,7 @@ from transformers import LlamaConfig, LlamaModel
 from transformers.cache_utils import DynamicCache
 from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
-from model_registry.networks.chatterbox._strict_load import own_entries, require_exact
+from model_registry.networks.chatterbox._strict_load import load_exact
 from model_registry.networks.chatterbox.t3_alignment import (
     ALIGNMENT_HEADS,
     AlignmentStreamAnalyzer,
@@ -340,13 +340,7 @@ def load_t3(
     ``ValueError`` names what is missing, unexpected or misshapen.
     """
     config = config if config is not None else T3Config()
-    own = own_entries(state_dict, prefix)
-    # Built on the meta device: the checkpoint supplies every weight, so random init would be wasted.
-    with torch.device("meta"):
-        model = T3(config)
-    require_exact(model, own, prefix, "a T3")
-    own = {k: v.to(dtype) if v.is_floating_point() else v for k, v in own.items()}
-    model.load_state_dict(own, strict=True, assign=True)
+    model = load_exact(lambda: T3(config), state_dict, prefix, "a T3", dtype)
     # RoPE's frequencies are a computed buffer, not in the checkpoint: compute them for real.
     model.tfmr.rotary_emb = LlamaRotaryEmbedding(config=model.tfmr.config)
     return model.eval()

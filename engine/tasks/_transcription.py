@@ -1,4 +1,5 @@
-"""Transcription (vid2txt, aud2txt, audiofile2txt, videofile2txt) with Whisper on faster-whisper.
+"""What the transcription tasks (vid2txt, aud2txt, audiofile2txt, videofile2txt) share: their
+parameters and one pipeline, Whisper on faster-whisper.
 
 The media is decoded by PyAV inside faster-whisper, so audio tracks of video files need no ffmpeg
 binary. Progress follows the docs: 50% once the audio is ready, then up with each decoded segment.
@@ -7,17 +8,36 @@ binary. Progress follows the docs: 50% once the audio is ready, then up with eac
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import msgspec
 
 from engine.errors import JobFailure
-from engine.tasks import Progress, TaskResult
+from engine.rate_limits import Limit
+from engine.tasks._definition import SENT, Form, Progress, TaskResult
 from model_registry import LoadedModel
+from model_registry.kinds import Transcriber
 
-__all__ = ("PIPELINE", "format_timestamp", "transcript_text")
+__all__ = ("PIPELINE", "RATE_LIMIT", "TranscriptionParams", "format_timestamp", "transcript_text")
 
 SAMPLE_RATE = 16_000
-MEDIA_FIELDS = ("audio", "video", "media")
-"""Upload fields of the file routes, then the file a URL job's download stage saved."""
+
+RATE_LIMIT = Limit(1, 10)
+"""The Basic tier's four Whisper routes share one bucket with this limit."""
+
+AUDIO_FILE = Form(required=True, kind="file", file_rule="audio")
+VIDEO_FILE = Form(required=True, kind="file", file_rule="video")
+
+
+class TranscriptionParams(msgspec.Struct, kw_only=True):
+    include_ts: Annotated[bool, SENT] = False
+    duration_seconds: Annotated[float, Form(price="only")] = 0.0
+    """On the price route, the client's own count; on submit, what the checks read from the media."""
+    # Where the media is: a route's upload, or the file a URL job's download stage saved.
+    audio: Path | None = None
+    video: Path | None = None
+    source_file: Path | None = None
+    media: Path | None = None
 
 
 def format_timestamp(seconds: float) -> str:
@@ -48,11 +68,11 @@ def _decode(path: Path):
 class Transcription:
     batchable = False
 
-    def run(self, model: LoadedModel, params: dict[str, Any], inputs: dict[str, Path], progress: Progress) -> TaskResult:
-        media = next((inputs[name] for name in MEDIA_FIELDS if inputs.get(name)), None)
+    def run(self, model: LoadedModel[Transcriber], params: TranscriptionParams, progress: Progress) -> TaskResult:
+        media = params.audio or params.video or params.source_file or params.media
         if media is None:
             raise JobFailure("INVALID_INPUT", "The job has no media to transcribe.")
-        audio = _decode(Path(media[0] if isinstance(media, list) else media))
+        audio = _decode(media)
         duration = len(audio) / SAMPLE_RATE
         if duration <= 0:
             raise JobFailure("INVALID_INPUT", "The media has no audio track.")
@@ -60,7 +80,7 @@ class Transcription:
         if limit and duration > float(limit):
             raise JobFailure("INVALID_INPUT", f"The media lasts {duration / 60:.1f} minutes; the limit is {float(limit) / 60:g} minutes.")
         progress(50.0)
-        include_ts = bool(params.get("include_ts"))
+        include_ts = bool(params.include_ts)
         segments_iter, info = self._transcribe(model, audio, include_ts)
         segments = []
         for segment in segments_iter:
@@ -84,7 +104,7 @@ class Transcription:
         )
 
     @staticmethod
-    def _transcribe(model: LoadedModel, audio, include_ts: bool):
+    def _transcribe(model: LoadedModel[Transcriber], audio, include_ts: bool):
         whisper = model.handle
         if model.device.startswith("cuda"):
             # Batched decoding of VAD chunks is several times faster on a GPU; on a CPU the sequential

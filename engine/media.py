@@ -10,7 +10,7 @@ import tempfile
 import wave
 from pathlib import Path
 
-__all__ = ("has_audio_track", "image_size", "media_duration")
+__all__ = ("has_audio_track", "has_video_track", "image_size", "media_duration")
 
 
 def image_size(data: bytes) -> tuple[int, int] | None:
@@ -45,6 +45,22 @@ def has_audio_track(data: bytes) -> bool | None:
         return None
     with container:
         return any(stream.type == "audio" for stream in container.streams)
+
+
+def has_video_track(data: bytes) -> bool | None:
+    """Whether the media holds a moving picture (a cover image in an audio file does not count); None
+    when that cannot be read here."""
+    container = _open_with_av(data)
+    if container is None:
+        return None
+    with container:
+        return any(stream.type == "video" and not _is_cover_art(stream) for stream in container.streams)
+
+
+def _is_cover_art(stream) -> bool:
+    import av
+
+    return bool(stream.disposition & av.stream.Disposition.attached_pic)
 
 
 def media_duration(data: bytes, filename: str) -> float | None:

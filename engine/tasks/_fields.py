@@ -49,6 +49,14 @@ FILE_RULES: dict[str, FileRule] = {
     "voice_reference": FileRule(frozenset({"mp3", "wav", "flac", "ogg", "m4a"}), 10 * _MB, "audio"),
     "music_reference": FileRule(frozenset({"mp3", "wav", "flac", "ogg", "m4a"}), 10 * _MB, "audio"),
     "video_audio": FileRule(frozenset({"mp3", "wav", "ogg", "flac"}), 20 * _MB, "audio"),
+    # transcribe's source_file: "audio or video", each within its own route's limit.
+    "media": FileRule(
+        frozenset({"mp4", "mpeg", "mpg", "mov", "qt", "avi", "wmv", "ogg", "ogv", "aac", "mp3", "oga", "wav", "webm", "flac", "m4a"}),
+        80 * _MB,
+        "media",
+    ),
+    # vid-upscale, vid-rmbg: the hosted OpenAPI's "MP4, MPEG, QuickTime, AVI, WMV, OGG. Maximum file size: 10 MB."
+    "short_video": FileRule(frozenset({"mp4", "mpeg", "mpg", "mov", "qt", "avi", "wmv", "ogg", "ogv"}), 10 * _MB, "video"),
 }
 
 _TRUE = {"1", "true", "on", "yes"}

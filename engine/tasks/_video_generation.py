@@ -1,5 +1,5 @@
-"""txt2video, img2video and aud2video on LTX-Video and LTX-2 pipelines (diffusers): MP4 out, progress
-and latent previews.
+"""What txt2video, img2video and aud2video share: their parameters, checks and one pipeline on LTX-Video
+and LTX-2 (diffusers): MP4 out, progress and latent previews.
 
 First and last frames go through the family's condition pipeline, built from the same loaded
 components (no second copy of weights). LTX-2 makes a soundtrack with the picture, which the MP4
@@ -10,17 +10,54 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import Any
+from typing import Annotated
+
+import msgspec
 
 from engine.errors import JobFailure
-from engine.tasks import Progress, TaskResult
+from engine.tasks._checks import Checking, dimensions, guidance, image_limits, negative_prompt, seed, steps
+from engine.tasks._definition import SENT, Form, Progress, TaskResult
 from engine.tasks._images import StepReporter, diffusion_kwargs, encode_image_result, input_images
 from engine.tasks._ltx2 import condition_pipeline as ltx2_condition_pipeline
 from engine.tasks._ltx2 import holding_audio_fixed, is_ltx2, soundtrack_latents
 from engine.tasks._video import encode_mp4
 from model_registry import LoadedModel
+from model_registry.kinds import ImagePipeline
 
-__all__ = ("PIPELINE", "ltx_frames")
+__all__ = ("PIPELINE", "VideoParams", "check", "ltx_frames")
+
+IMAGE_NOT_PRICED = Form(kind="file", file_rule="image", price="no")
+
+
+class VideoParams(msgspec.Struct, kw_only=True):
+    prompt: Annotated[str, Form(required=True, price="no")]
+    negative_prompt: Annotated[str | None, SENT] = None
+    width: Annotated[int, Form(required=True, price="required")]
+    height: Annotated[int, Form(required=True, price="required")]
+    steps: Annotated[int, SENT]
+    frames: Annotated[int, Form(required=True, price="required")]
+    fps: Annotated[float | None, Form(kind="integer")] = None
+    guidance: Annotated[float | None, Form(aliases=("guidance_scale",))] = None
+    seed: Annotated[int, Form(required=True)]
+    # The uploads of img2video and aud2video (txt2video has none).
+    first_frame_image: Path | None = None
+    last_frame_image: Path | None = None
+    audio: Path | None = None
+
+
+def check(ctx: Checking) -> None:
+    dimensions(ctx, required=True)
+    ctx.default("fps")
+    ctx.between("fps", "min_fps", "max_fps", "fps")
+    ctx.between("frames", "min_frames", "max_frames")
+    steps(ctx)
+    guidance(ctx)
+    negative_prompt(ctx)
+    seed(ctx)
+    for name in ("first_frame_image", "last_frame_image"):
+        image_limits(ctx, name)
+    if ctx.files.get("last_frame_image") and not ctx.spec.feature("supports_last_frame"):
+        ctx.error("last_frame_image", f"The model {ctx.spec.slug} does not support a last frame.")
 
 
 def ltx_frames(frames: int) -> int:
@@ -63,15 +100,15 @@ def _frame_conditions(model: LoadedModel, first, last, size: tuple[int, int], nu
 class VideoGeneration:
     batchable = False
 
-    def run(self, model: LoadedModel, params: dict[str, Any], inputs: dict[str, Path], progress: Progress) -> TaskResult:
-        first = input_images(inputs, "first_frame_image")
-        last = input_images(inputs, "last_frame_image")
-        soundtrack = inputs.get("audio")
+    def run(self, model: LoadedModel[ImagePipeline], params: VideoParams, progress: Progress) -> TaskResult:
+        first = input_images(params.first_frame_image)
+        last = input_images(params.last_frame_image)
+        soundtrack = params.audio
         if soundtrack is not None and not is_ltx2(model.handle):
             raise JobFailure("INVALID_INPUT", f"Model {model.spec.slug} cannot follow a soundtrack; use an LTX-2 model.")
-        requested = int(params.get("frames") or 97)
-        fps = float(params.get("fps") or 24)
-        size = (int(params["width"]), int(params["height"]))
+        requested = int(params.frames or 97)
+        fps = float(params.fps or 24)
+        size = (int(params.width), int(params.height))
         num_frames = ltx_frames(requested)
         pipe, conditions = (
             _frame_conditions(model, first, last, size, num_frames) if first or last else (model.handle, [])
@@ -102,7 +139,7 @@ class VideoGeneration:
         audio, audio_rate = _soundtrack(pipe, output, given_audio, len(video) / fps)
         data = encode_mp4(video, fps, audio=audio, audio_rate=audio_rate)
         poster = encode_image_result(video[0], {}, alt=False)
-        meta = {"seed": params["seed"], "frames": len(video), "fps": fps, "width": video[0].width, "height": video[0].height}
+        meta = {"seed": params.seed, "frames": len(video), "fps": fps, "width": video[0].width, "height": video[0].height}
         if audio is not None:
             meta["audio_sample_rate"] = audio_rate
         return TaskResult(data=data, filename="video.mp4", content_type="video/mp4", alt_formats={"png": poster.data}, meta=meta)
