@@ -77,6 +77,9 @@ _DENOISERS = {
     # 48 kHz over a 1,920-fold downsampling VAE; the turbo checkpoint has guidance distilled in (the pipeline
     # ignores guidance_scale), so one pass.
     "AceStepTransformer1DModel": _Denoiser(0, text_tokens=256 + 2048, tokens_per_second=25),
+    # Wan2.2-Animate runs a clip in 77-frame segments (plus one reference latent frame), so one segment
+    # bounds the working memory, not the clip.
+    "WanAnimateTransformer3DModel": _Denoiser(16, 4, text_tokens=512),
 }
 
 

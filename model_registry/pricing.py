@@ -68,7 +68,9 @@ def ocr_characters(rates: Mapping[str, float], p: Mapping[str, Any]) -> Decimal:
 
 
 def megapixels(rates: Mapping[str, float], p: Mapping[str, Any]) -> Decimal:
-    return _d(rates["per_megapixel"]) * _d(p.get("width") or 1024) * _d(p.get("height") or 1024) / 1_000_000
+    """Per megapixel of the input; a video (vid-upscale, vid-rmbg) pays it for each of its frames."""
+    area = _d(p.get("width") or 1024) * _d(p.get("height") or 1024) / 1_000_000
+    return _d(rates["per_megapixel"]) * area * _d(p.get("frames") or 1)
 
 
 def booster_characters(rates: Mapping[str, float], p: Mapping[str, Any]) -> Decimal:

@@ -35,6 +35,9 @@ INFERENCE_TYPES = (
     "txt2embedding",
     "img-upscale",
     "img-rmbg",
+    "vid-upscale",
+    "vid-rmbg",
+    "video-replace",
     "prompt-booster",
 )
 
@@ -47,6 +50,9 @@ _TYPE_ALIASES = {
     "audio2video": "aud2video",
     "img_upscale": "img-upscale",
     "img_rmbg": "img-rmbg",
+    "vid_upscale": "vid-upscale",
+    "vid_rmbg": "vid-rmbg",
+    "video_replace": "video-replace",
 }
 
 

@@ -131,6 +131,12 @@ COMPONENTS: dict[str, dict[str, tuple[Part, ...]]] = {
     "Ben2": {"model": (Part("small_networks/ben2.json"),)},
     "RMBG-1.4": {"model": (Part("small_networks/rmbg_1_4.json"),)},
     "RealESRGAN_x4plus": {"model": (Part("small_networks/realesrgan_x4plus.json"),)},
+    "Wan2_2_Animate_14B_INT8": {
+        "transformer": (Part("wan2_2_animate_14b/transformer.json"),),
+        "text_encoder": (Part("umt5_xxl/encoder.json"),),
+        "image_encoder": (Part("clip_vit_h_14_laion2b/vision_model.json"),),
+        "vae": (Part("wan2_2_animate_14b/vae.json"),),
+    },
 }
 
 

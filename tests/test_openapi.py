@@ -19,16 +19,11 @@ from tests.conftest import API, running_api
 HOSTED = json.loads((Path(__file__).parent / "data" / "hosted_openapi_operations.json").read_text())["operations"]
 
 # Hosted operations drylocal does not serve yet. The list may only shrink: a test fails once one exists.
-NOT_YET_SERVED = {
-    "POST vid-rmbg",  # video background removal: no video matting pipeline yet
-    "POST vid-rmbg/price-calculation",
-    "POST vid-upscale",  # video upscaling: no video super-resolution pipeline yet
-    "POST vid-upscale/price-calculation",
-}
+NOT_YET_SERVED: set[str] = set()
 
 # Fields the hosted document marks required that drylocal lets clients leave out.
 OPTIONAL_HERE = {
-    # Defaulted from the model's info.defaults when absent: real clients omit them (server/forms.py,
+    # Defaulted from the model's info.defaults when absent: real clients omit them (the task modules,
     # API_CONTRACT.md "accept both"). include_ts defaults to false, txt2music's seed to a random one.
     "POST txt2img": {"guidance", "steps"},
     "POST img2img": {"steps"},
