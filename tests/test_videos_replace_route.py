@@ -109,3 +109,17 @@ def test_the_price_route_is_price_and_takes_the_video_or_its_duration(api_replac
 def test_a_video_longer_than_the_model_takes_is_refused(api_replace):
     response = api_replace.post("videos/replace/price", data={"model": "TinyWanAnimate", "duration": "11"})
     assert response.status_code == 422 and "at most 10 seconds" in first_message(response)
+
+
+def test_a_video_smaller_than_the_model_takes_is_generated_at_its_smallest_size(api_replace, tmp_path):
+    small = write_video(tmp_path / "small.mp4", [frame.resize((8, 6)) for frame in moving_square(3)], 24).read_bytes()
+    response = api_replace.post("videos/replace/price", files={"video": ("small.mp4", small, "video/mp4")},
+                                data={"model": "TinyWanAnimate"})
+    assert response.status_code == 200, response.json()
+    # 8x6 scaled up to the 16-pixel minimum: 21x16, rounded to the 16-pixel step.
+    job = api_replace.post("videos/replace", files={"video": ("small.mp4", small, "video/mp4"),
+                                                    "ref_image": ("r.png", png((1, 2, 3)), "image/png")},
+                           data={"model": "TinyWanAnimate"})
+    assert job.status_code == 200, job.json()
+    params = api_replace.engine.jobs.get(job.json()["data"]["request_id"]).params
+    assert (params["width"], params["height"]) == (16, 16)

@@ -14,7 +14,7 @@ from typing import Annotated
 import msgspec
 
 from engine.rate_limits import Limit
-from engine.tasks._checks import Checking, dimensions, fmt, image_limits, num, seed, steps
+from engine.tasks._checks import Checking, dimensions, fmt, num, seed, steps
 from engine.tasks._definition import VIDEO_POLLING, SENT, Form, McpTool, Progress, Task, TaskResult
 from engine.tasks._video_frames import probe_video
 from engine.tasks._wan_animate import MAX_FPS, replace_character
@@ -68,15 +68,18 @@ def check(ctx: Checking) -> None:
         ctx.error("video" if items else "duration", f"The video may last at most {fmt(longest)} seconds; it lasts {seconds:.1f}.")
     values.update(frames=max(1, round(seconds * fps)), fps=fps)
     dimensions(ctx, required=True)
-    image_limits(ctx, "ref_image")
     steps(ctx)
     seed(ctx)
 
 
 def _fitted(ctx: Checking, width: int, height: int) -> tuple[int, int]:
-    """The video's own size, scaled down (aspect kept) to the model's largest sides."""
+    """The video's own size, scaled (aspect kept) into the model's sides: down to the largest, else up to
+    the smallest (the reference image may be any size: the pipeline fits it)."""
     most_w, most_h = num(ctx.spec.limit("max_width")) or width, num(ctx.spec.limit("max_height")) or height
+    least_w, least_h = num(ctx.spec.limit("min_width")) or 1, num(ctx.spec.limit("min_height")) or 1
     scale = min(1.0, most_w / width, most_h / height)
+    if width * scale < least_w or height * scale < least_h:
+        scale = min(max(least_w / width, least_h / height), most_w / width, most_h / height)
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
