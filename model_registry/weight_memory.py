@@ -128,6 +128,7 @@ COMPONENTS: dict[str, dict[str, tuple[Part, ...]]] = {
     "MiniLM_L6_v2": {"model": (Part("all_minilm_l6_v2/model.json"),)},
     "WhisperBase": {"model": (Part("whisper_base/model.json"),)},
     "Qwen2_5_0_5B_Instruct": {"model": (Part("qwen2_5_0_5b_instruct/model.json"),)},
+    "SmolLM2_135M_Instruct": {"model": (Part("smollm2_135m_instruct/model.json"),)},
     "Ben2": {"model": (Part("small_networks/ben2.json"),)},
     "RMBG-1.4": {"model": (Part("small_networks/rmbg_1_4.json"),)},
     "RealESRGAN_x4plus": {"model": (Part("small_networks/realesrgan_x4plus.json"),)},

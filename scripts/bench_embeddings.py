@@ -20,7 +20,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _drylocal_server import ROOT, DryLocal
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from server.harness import ServerProcess  # noqa: E402
 
 WORDS = "the quick brown fox jumps over a lazy dog while cats watch from the warm window sill".split()
 
@@ -45,8 +47,8 @@ def baseline(model_path: Path, items: list[str], concurrency: int) -> float:
     return run_clients(concurrency, items, lambda text: model.encode([text], show_progress_bar=False))
 
 
-def embed(server: DryLocal, text: str, model: str) -> list[float]:
-    data = server.run("txt2embedding", json={"input": text, "model": model, "return_result_in_response": True})
+def embed(server: ServerProcess, text: str, model: str) -> list[float]:
+    data = server.client().run("txt2embedding", json={"input": text, "model": model, "return_result_in_response": True})
     return json.loads(data["result"])["data"][0]["embedding"]
 
 
@@ -58,15 +60,13 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
-    sys.path.insert(0, str(ROOT))
     from model_registry import ModelRegistry, WeightsLocator
 
     with tempfile.TemporaryDirectory() as home:
         registry = ModelRegistry.from_files(WeightsLocator(Path(home) / "models"))
         model_path = registry.require_runnable(registry.get(args.model))
         items = texts(args.requests)
-        server = DryLocal(Path(home))
-        try:
+        with ServerProcess(Path(home)) as server:
             embed(server, "warm up", args.model)
             rows = []
             for concurrency in args.concurrency:
@@ -74,8 +74,6 @@ def main() -> int:
                 theirs = baseline(model_path, items, concurrency)
                 rows.append({"concurrency": concurrency, "drylocal_texts_per_s": round(ours, 1),
                              "sentence_transformers_texts_per_s": round(theirs, 1), "ratio": round(ours / theirs, 2)})
-        finally:
-            server.close()
 
     print(f"model {args.model}, {args.requests} one-text requests, CPU threads: {os.cpu_count()}")
     print(f"{'clients':>8} {'drylocal/s':>11} {'s-t direct/s':>13} {'ratio':>6}")

@@ -21,9 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from _drylocal_server import ROOT, DryLocal
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-sys.path.insert(0, str(ROOT))
+from server.harness import ServerProcess  # noqa: E402
 
 BUILDERS = {
     # family: (module, tiny builder, full-size builder)
@@ -100,20 +100,18 @@ def direct_run(path: Path, params: dict, runs: int, device: str) -> dict:
 
 
 def drylocal_run(home: Path, slug: str, params: dict, runs: int) -> dict:
-    server = DryLocal(home)
-    try:
+    with ServerProcess(home) as server:
+        client = server.client()
         times = []
         for index in range(runs + 1):
             started = time.perf_counter()
-            data = server.run("txt2img", poll=0.01, json={**params, "model": slug})
-            server.client().get(data["result_url"])
+            data = client.run("txt2img", poll=0.01, json={**params, "model": slug})
+            client.http.get(data["result_url"])
             if index:  # the first job also loads the model
                 times.append(time.perf_counter() - started)
-        info = server.model(slug)
+        info = client.model(slug)
         return {"seconds": statistics.mean(times), "load_seconds": info["load_seconds"],
-                "peak_bytes": info["memory_bytes"] if info.get("memory_bytes") and "cuda" in str(info) else peak_rss_bytes(server.proc.pid)}
-    finally:
-        server.close()
+                "peak_bytes": info["memory_bytes"] if info.get("memory_bytes") and "cuda" in str(info) else peak_rss_bytes(server.serving_pid)}
 
 
 def main() -> int:

@@ -22,9 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from _drylocal_server import ROOT, DryLocal
-
+ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from server.harness import ServerProcess  # noqa: E402
 
 PARAGRAPH = (
     "The quick brown fox jumps over the lazy dog. A local inference server answers the same requests as "
@@ -77,21 +78,19 @@ def direct_run(slug: str, model_path: Path, audio: Path, runs: int, device: str)
 
 
 def drylocal_run(home: Path, slug: str, audio: Path, runs: int) -> dict:
-    server = DryLocal(home)
-    try:
+    with ServerProcess(home) as server:
+        client = server.client()
         times, text = [], ""
         data_bytes = audio.read_bytes()
         for index in range(runs + 1):
             started = time.perf_counter()
             # Polled as a client would, not in a hot loop: on a small CPU polling competes with decoding.
-            data = server.run("audiofile2txt", poll=0.1, files={"audio": (audio.name, data_bytes)},
+            data = client.run("audiofile2txt", poll=0.1, files={"audio": (audio.name, data_bytes)},
                               data={"include_ts": "0", "model": slug, "return_result_in_response": "1"})
             text = data["result"]
             if index:  # the first job also loads the model
                 times.append(time.perf_counter() - started)
-        return {"seconds": statistics.mean(times), "load_seconds": server.model(slug)["load_seconds"], "text": text}
-    finally:
-        server.close()
+        return {"seconds": statistics.mean(times), "load_seconds": client.model(slug)["load_seconds"], "text": text}
 
 
 def main() -> int:

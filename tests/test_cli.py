@@ -9,7 +9,8 @@ import pytest
 from engine import Settings
 from engine.accounts import AccountStore
 from engine.database import Database
-from server.cli import _ensure_owner, main
+from server.cli import main
+from server.cli.serve import ensure_owner
 
 
 @pytest.fixture
@@ -47,10 +48,10 @@ def test_keys_list_and_revoke(home, capsys):
 
 def test_first_serve_creates_the_owner_key_once(home, capsys):
     settings = Settings.load()
-    _ensure_owner(settings)
+    ensure_owner(settings)
     first = capsys.readouterr().out
     assert re.search(r"^dl_\S+$", first, re.M)
-    _ensure_owner(settings)
+    ensure_owner(settings)
     assert capsys.readouterr().out == ""
     main(["account"])
     assert "client_id" in capsys.readouterr().out

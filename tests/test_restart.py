@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+
+from server.harness import ServerProcess
 
 pytestmark = pytest.mark.slow
 
@@ -21,64 +18,17 @@ pytestmark = pytest.mark.slow
 LONG_INPUT = [f"sentence {i} " + "about cats and dogs and the weather " * 12 for i in range(160)]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+class Server(ServerProcess):
+    """A supervised ``drylocal serve`` that the tests kill and start again on the same port and data folder."""
 
-
-class Server:
     def __init__(self, home: Path) -> None:
-        self.home = home
-        self.port = free_port()
-        self.env = {**os.environ, "DRYLOCAL_HOME": str(home), "HF_HUB_OFFLINE": "1"}
-        self.proc: subprocess.Popen | None = None
-        self.key = self.cli("keys", "create", "restart-test").strip()
-
-    def cli(self, *args: str) -> str:
-        return subprocess.run(
-            [sys.executable, "-m", "server.cli", *args], env=self.env, capture_output=True, text=True, check=True
-        ).stdout
-
-    def start(self, runner: str = "server.cli", **env: str) -> None:
-        """``runner`` may be tests.fault_server, with the fault named in ``env``."""
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", runner, "serve", "--port", str(self.port), "--log-level", "warning"],
-            env={**self.env, **env},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        raise AssertionError("server did not start")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        super().__init__(home, account="restart-test")
 
     def submit(self, text=LONG_INPUT, **extra) -> str:
-        response = httpx.post(
-            f"{self.url}/api/v1/client/txt2embedding",
-            json={"input": text, "model": "MiniLM_L6_v2", **extra},
-            headers={"Authorization": f"Bearer {self.key}"},
-        )
-        return response.json()["data"]["request_id"]
+        return self.client().submit("txt2embedding", json={"input": text, "model": "MiniLM_L6_v2", **extra})
 
     def status(self, request_id: str) -> dict:
-        response = httpx.get(
-            f"{self.url}/api/v1/client/request-status/{request_id}", headers={"Authorization": f"Bearer {self.key}"}
-        )
-        return response.json()["data"]
+        return self.client().status(request_id)
 
     def wait_for(self, request_id: str, statuses: tuple[str, ...], timeout: float = 180) -> dict:
         deadline = time.time() + timeout

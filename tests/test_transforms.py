@@ -35,15 +35,15 @@ def transform_models(tmp_path_factory) -> dict[str, Path]:
     return {"esrgan": root / "esrgan" / "RealESRGAN_tiny.pth", "ben2": root / "ben2" / "BEN2_Base.pth"}
 
 
-@pytest.fixture
-def api_transforms(settings, transform_models):
-    settings.home.mkdir(parents=True, exist_ok=True)
-    settings.config_file.write_text(
-        f"""
+def tiny_models_config(
+    transform_models: dict[str, Path], esrgan_types: tuple[str, ...] = ("img-upscale",), ben2_types: tuple[str, ...] = ("img-rmbg",)
+) -> str:
+    """config.toml serving the tiny RRDBNet as TinyESRGAN and the tiny BEN2 as TinyBen2 for the given tasks."""
+    return f"""
 [[models]]
 slug = "TinyESRGAN"
 name = "TinyESRGAN"
-inference_types = ["img-upscale"]
+inference_types = {list(esrgan_types)}
 backend = "rrdbnet"
 vram_bytes = {TILE_RESERVE}
 source = {{ path = "{transform_models['esrgan']}" }}
@@ -55,7 +55,7 @@ max_height = 256
 [[models]]
 slug = "TinyBen2"
 name = "TinyBen2"
-inference_types = ["img-rmbg"]
+inference_types = {list(ben2_types)}
 backend = "ben2"
 vram_bytes = 10_000_000
 source = {{ path = "{transform_models['ben2']}" }}
@@ -64,7 +64,12 @@ price = {{ formula = "megapixels", rates = {{ per_megapixel = 0.0005 }} }}
 max_width = 512
 max_height = 512
 """
-    )
+
+
+@pytest.fixture
+def api_transforms(settings, transform_models):
+    settings.home.mkdir(parents=True, exist_ok=True)
+    settings.config_file.write_text(tiny_models_config(transform_models))
     with running_api(settings) as api:
         yield api
 

@@ -9,7 +9,7 @@ import av
 import pytest
 
 from tests.conftest import eventually, first_message, running_api
-from tests.test_transforms import transform_models  # noqa: F401  (the session fixture)
+from tests.test_transforms import tiny_models_config, transform_models  # noqa: F401  (the session fixture)
 from tests.test_video_transform import FRAMES, HEIGHT, WIDTH, make_video
 
 PER_MEGAPIXEL = 0.002
@@ -18,27 +18,7 @@ PER_MEGAPIXEL = 0.002
 @pytest.fixture
 def api_videos(settings, transform_models):  # noqa: F811
     settings.home.mkdir(parents=True, exist_ok=True)
-    settings.config_file.write_text(
-        f"""
-[[models]]
-slug = "TinyESRGAN"
-name = "TinyESRGAN"
-inference_types = ["vid-upscale"]
-backend = "rrdbnet"
-vram_bytes = 40_000_000
-source = {{ path = "{transform_models['esrgan']}" }}
-price = {{ formula = "megapixels", rates = {{ per_megapixel = {PER_MEGAPIXEL} }} }}
-
-[[models]]
-slug = "TinyBen2"
-name = "TinyBen2"
-inference_types = ["vid-rmbg"]
-backend = "ben2"
-vram_bytes = 10_000_000
-source = {{ path = "{transform_models['ben2']}" }}
-price = {{ formula = "megapixels", rates = {{ per_megapixel = 0.0005 }} }}
-"""
-    )
+    settings.config_file.write_text(tiny_models_config(transform_models, ("vid-upscale",), ("vid-rmbg",)))
     with running_api(settings) as api:
         yield api
 

@@ -177,7 +177,8 @@ class Task(Generic[P]):
 
     def stored(self, values: dict[str, Any]) -> dict[str, Any]:
         """Checked values as the job store keeps them, typed once on the way (a check that produced a
-        value its Struct does not declare is a bug here, not a silent loss in the pipeline)."""
+        value its Struct does not declare is a bug here, not a silent loss in the pipeline). Uploads are
+        not among them: a file field's Struct default is None, its requirement the form's."""
         unknown = set(values) - set(self.params.__struct_fields__)
         if unknown:
             raise AssertionError(f"{self.name}: checks produced undeclared parameters {sorted(unknown)}")

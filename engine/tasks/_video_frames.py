@@ -24,7 +24,7 @@ import contextlib
 import io
 import math
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator, NamedTuple
@@ -114,16 +114,9 @@ VP9_ALPHA_WEBM = VideoFormat(
     audio_rate=48000,
 )
 
-MATTE_MP4 = VideoFormat(
-    container="mp4",
-    codec="libx264",
-    pix_fmt="yuv420p",
-    # Not "gray" (4:0:0 High profile), which browsers and phones do not decode: neutral chroma instead.
-    options={"crf": "18", "preset": "medium"},
-    content_type="video/mp4",
-    extension="mp4",
-    even_sides=True,
-)
+# The matte: H.264 as above, without sound. Its grey is carried as yuv420p with neutral chroma, not as
+# "gray" (4:0:0 High profile), which browsers and phones do not decode.
+MATTE_MP4 = replace(H264_MP4, audio_copy=frozenset(), audio_codec=None)
 
 
 # ------------------------------------------------------------------------------------------ reading

@@ -11,7 +11,7 @@ __all__ = ("TASK",)
 
 
 class AudioToVideoParams(VideoParams, kw_only=True):
-    audio: Annotated[Path, Form(required=True, kind="file", file_rule="video_audio", price="no")]
+    audio: Annotated[Path | None, Form(required=True, kind="file", file_rule="video_audio", price="no")] = None
     first_frame_image: Annotated[Path | None, IMAGE_NOT_PRICED] = None
     last_frame_image: Annotated[Path | None, IMAGE_NOT_PRICED] = None
 

@@ -11,7 +11,7 @@ __all__ = ("TASK",)
 
 
 class ImageToVideoParams(VideoParams, kw_only=True):
-    first_frame_image: Annotated[Path, Form(required=True, kind="file", file_rule="image", price="no")]
+    first_frame_image: Annotated[Path | None, Form(required=True, kind="file", file_rule="image", price="no")] = None
     last_frame_image: Annotated[Path | None, IMAGE_NOT_PRICED] = None
 
 
