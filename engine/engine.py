@@ -23,8 +23,10 @@ from engine.devices import DeviceBudget, probe_device
 from engine.crash_report import CrashReport
 from engine.errors import InvalidRequest, NotFound
 from engine.events import EventBus, JobEvent
+from engine.executor_process import ExecutorProcess
 from engine.jobs import TERMINAL, Job, JobStore
 from engine.measurements import MeasurementStore
+from engine.process_memory import default_memory_limit
 from engine.rate_limits import RateLimiter, configured_limits
 from engine.results import ResultSigner, ResultStore
 from engine.settings import Settings
@@ -57,6 +59,7 @@ class Engine:
         db: Database,
         budget: DeviceBudget,
         load_fn: Callable[[ModelSpec, str, Placement], LoadedModel] | None = None,
+        isolated: ExecutorProcess | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -64,6 +67,8 @@ class Engine:
         self.accounts = AccountStore(db)
         self.jobs = JobStore(db, settings.home)
         self.measurements = MeasurementStore(db)
+        self._end_waiters: dict[str, set[asyncio.Future]] = {}
+        """Held request-status calls, by job: woken when the job ends."""
         self.results = ResultStore(settings.results_dir)
         self.signer = ResultSigner(
             db.meta("result_secret", lambda: secrets.token_hex(32)),
@@ -75,7 +80,8 @@ class Engine:
         self.rate_limiter = RateLimiter(db, configured_limits(settings.rate_limits), settings.rate_limits_enabled)
         self.tokens = TokenCounter()
         self.worker = GpuWorker(
-            registry, self.jobs, self.results, self.events, budget, settings, load_fn, on_loaded=self.measurements.record
+            registry, self.jobs, self.results, self.events, budget, settings, load_fn, on_loaded=self.measurements.record,
+            isolated=isolated,
         )
         self.webhooks = WebhookOutbox(
             db,
@@ -100,11 +106,17 @@ class Engine:
         registry: ModelRegistry | None = None,
     ) -> AsyncIterator["Engine"]:
         settings.ensure_dirs()
+        # A given loader or registry lives in this process (tests inject them): inference stays here too.
+        isolated = None
+        if settings.isolate_executor and load_fn is None and registry is None:
+            limit = settings.executor_memory_limit_bytes
+            isolated = ExecutorProcess(settings, default_memory_limit(0.85) if limit is None else limit)
         registry = registry or ModelRegistry.from_files(WeightsLocator(settings.models_dir), settings.config_file)
         db = Database(settings.db_path)
-        engine = cls(settings, registry, db, budget or probe_device(settings), load_fn)
+        engine = cls(settings, registry, db, budget or probe_device(settings), load_fn, isolated)
         engine.events.bind(asyncio.get_running_loop())
         engine.events.subscribe(engine._clean_inputs)
+        engine.events.subscribe(engine._wake_end_waiters)
         engine.events.subscribe(engine.webhooks.on_event)
         engine.recover()
         engine.worker.start()
@@ -231,6 +243,33 @@ class Engine:
         finally:
             unsubscribe()
         return self.jobs.get(job.id)
+
+    async def ended(self, job: Job, timeout: float) -> Job:
+        """The job once it has ended, or as it stands after ``timeout`` seconds (a bounded long poll)."""
+        if job.finished or timeout <= 0:
+            return job
+        waiter = asyncio.get_running_loop().create_future()
+        self._end_waiters.setdefault(job.id, set()).add(waiter)
+        try:
+            current = self.jobs.get(job.id)  # it may have ended before the waiter was registered
+            if current is None or current.finished:
+                return current or job
+            await asyncio.wait_for(waiter, timeout)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            waiters = self._end_waiters.get(job.id)
+            if waiters is not None:
+                waiters.discard(waiter)
+                if not waiters:
+                    del self._end_waiters[job.id]
+        return self.jobs.get(job.id) or job
+
+    async def _wake_end_waiters(self, event: JobEvent) -> None:
+        if event.status in TERMINAL:
+            for waiter in self._end_waiters.pop(event.job_id, ()):
+                if not waiter.done():
+                    waiter.set_result(None)
 
     def job_for(self, job_id: str, account: Account) -> Job:
         job = self.jobs.get(job_id)

@@ -93,6 +93,20 @@ class Settings(BaseSettings):
     memory_limit_bytes: int | None = None
     """Resident memory at which the supervisor kills the server: None = 90 % of the machine's RAM,
     0 = no limit."""
+    embedded_skip: tuple[str, ...] = ()
+    """Packaged models ``drylocal serve`` does not prepare at start (each is converted once, into
+    ``models_dir``; SmolLM2_135M_Instruct takes the longest, about 40 s on two cores)."""
+    status_hold_seconds: float = 2.0
+    """``request-status`` of an unfinished job answers when the job ends, or after this long as it then
+    stands. Clients poll at once and then after a second or more (the SDK: 1, 1.5, 2.25 s...): a fast
+    job's result reaches them as it is done instead of at their next poll. 0 answers at once."""
+    isolate_executor: bool = True
+    """Models load and run in a child process of the server: a job that crashes it or outgrows
+    ``executor_memory_limit_bytes`` fails (refunded, not retried) while the API stays up and a new
+    process starts. False: they run in the server's own process (a crash then restarts the server)."""
+    executor_memory_limit_bytes: int | None = None
+    """Resident memory at which the server kills its inference process: None = 85 % of the machine's
+    RAM (below the supervisor's limit for the server, so the job, not the API, is what stops), 0 = no limit."""
 
     rate_limits_enabled: bool = True
     """The documented per-key limits for Basic and Premium keys (owner keys are never limited)."""

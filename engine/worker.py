@@ -23,6 +23,7 @@ from typing import Callable
 from engine.devices import DeviceBudget
 from engine.errors import JobFailure
 from engine.events import EventBus, JobEvent
+from engine.executor_process import ExecutorDied, ExecutorProcess, RemoteModel
 from engine.jobs import Job, JobStore
 from engine.results import ResultStore
 from engine.scheduler import ParkedModel, Plan, QueuedJob, ResidentModel, expired_models, plan
@@ -65,6 +66,7 @@ class GpuWorker:
         settings: Settings,
         load_fn: Callable[[ModelSpec, str, Placement], LoadedModel] | None = None,
         on_loaded: Callable[[str, int, float], None] | None = None,
+        isolated: ExecutorProcess | None = None,
     ) -> None:
         self.registry = registry
         self.jobs = jobs
@@ -72,7 +74,10 @@ class GpuWorker:
         self.events = events
         self.budget = budget
         self.settings = settings
-        self.load_fn = load_fn or registry.load
+        self.isolated = isolated
+        """The inference process models live in (Settings.isolate_executor), or None: this process."""
+        self._generation = isolated.generation if isolated else 0
+        self.load_fn = load_fn or (isolated.load if isolated else registry.load)
         self.on_loaded = on_loaded
         """Told (slug, memory_bytes, load_seconds) after each load, so the measurements can outlive the process."""
         self.measured: dict[str, int] = {}
@@ -155,6 +160,8 @@ class GpuWorker:
             await self._unload(slug)
         for slug in list(self._parked):
             await self._drop_parked(slug)
+        if self.isolated is not None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self.isolated.stop)
         self._executor.shutdown(wait=True, cancel_futures=True)
 
     # ---------------------------------------------------------------- loop
@@ -175,6 +182,7 @@ class GpuWorker:
                     pass
 
     async def _step(self) -> bool:
+        self._forget_lost_models()
         now = time.time()
         for slug in expired_models(self._resident_view(), now):
             await self._unload(slug)
@@ -207,6 +215,14 @@ class GpuWorker:
                 return True
         await self._run(decision)
         return True
+
+    def _forget_lost_models(self) -> None:
+        """After the inference process died, what it held is gone: nothing is resident or parked."""
+        if self.isolated is None or self.isolated.generation == self._generation:
+            return
+        self._generation = self.isolated.generation
+        self._resident = {slug: r for slug, r in self._resident.items() if not r.loaded.gone}
+        self._parked = {slug: p for slug, p in self._parked.items() if not p.loaded.gone}
 
     def _queue_view(self) -> list[QueuedJob]:
         """The queue with what each job's model needs as of now (placements change as models load)."""
@@ -302,7 +318,8 @@ class GpuWorker:
             placement = self.placement(slug)
             loaded = await loop.run_in_executor(self._executor, self.load_fn, spec, self.budget.device, placement)
         except Exception as exc:
-            code = "OUT_OF_MEMORY" if _is_oom(exc) else "PROCESSING_ERROR"
+            died_of_memory = isinstance(exc, ExecutorDied) and exc.memory
+            code = "OUT_OF_MEMORY" if _is_oom(exc) or died_of_memory else "PROCESSING_ERROR"
             log.exception("loading %s failed", slug)
             self._dequeue(decision.run)
             for job_id in decision.run:
@@ -425,18 +442,18 @@ class GpuWorker:
         loop = asyncio.get_running_loop()
         resident.leases += 1
         try:
-            typed = [task.typed(job.params, _as_paths(job.inputs)) for job in jobs]
-            if len(jobs) > 1:
-                outputs = await loop.run_in_executor(self._executor, task.pipeline.run_batch, resident.loaded, typed)
-            else:
-                outputs = [
-                    await loop.run_in_executor(
-                        self._executor, task.pipeline.run, resident.loaded, typed[0], self._progress_reporter(jobs[0])
-                    )
-                ]
+            outputs = await loop.run_in_executor(self._executor, self._execute, task, resident.loaded, jobs)
         except JobFailure as failure:
             for job in jobs:
                 self._fail(job.id, failure.code, failure.message)
+            return
+        except ExecutorDied as death:
+            # Quarantined: the job that killed the process is failed (refunded), never run again.
+            log.error("%s on %s: %s", jobs[0].task, slug, death.detail)
+            code = "OUT_OF_MEMORY" if death.memory else "PROCESSING_ERROR"
+            for job in jobs:
+                self._fail(job.id, code, f"{death.detail[:1].upper()}{death.detail[1:]} while running this job; "
+                                         "the job is not retried, so it cannot do it again.")
             return
         except Exception as exc:
             log.exception("%s on %s failed", jobs[0].task, slug)
@@ -454,6 +471,16 @@ class GpuWorker:
             resident.last_used = time.time()
         for job, output in zip(jobs, outputs):
             await self._finish(job, output)
+
+    def _execute(self, task, loaded, jobs: list[Job]) -> list[TaskResult]:
+        """Run the jobs' pipeline on the executor thread: here, or in the inference process."""
+        progress = self._progress_reporter(jobs[0]) if len(jobs) == 1 else None
+        if isinstance(loaded, RemoteModel):
+            return loaded.run(task.name, [job.params for job in jobs], [job.inputs for job in jobs], progress)
+        typed = [task.typed(job.params, _as_paths(job.inputs)) for job in jobs]
+        if len(typed) > 1:
+            return task.pipeline.run_batch(loaded, typed)
+        return [task.pipeline.run(loaded, typed[0], progress)]
 
     def _progress_reporter(self, job: Job):
         task = task_named(job.task)
@@ -511,6 +538,8 @@ def _as_paths(inputs: dict) -> dict:
 
 
 def _is_oom(exc: BaseException) -> bool:
+    if getattr(exc, "oom", False):  # raised in the inference process
+        return True
     return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -23,8 +22,8 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _drylocal_server import DryLocal  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from server.harness import API, FINISHED, ServerProcess, pauses  # noqa: E402
 
 PARAGRAPH = " ".join(
     [
@@ -53,12 +52,12 @@ class Tally:
         self.refused: dict[int, int] = {}
 
 
-async def client_loop(http: httpx.AsyncClient, base: str, deadline: float, tally: Tally, index: int) -> None:
+async def client_loop(http: httpx.AsyncClient, deadline: float, tally: Tally, index: int) -> None:
     sequence = 0
     while time.monotonic() < deadline:
         sequence += 1
         started = time.perf_counter()
-        response = await http.post(f"{base}/txt2embedding", json={"input": f"client {index} text {sequence}", "model": "MiniLM_L6_v2"})
+        response = await http.post(f"{API}/txt2embedding", json={"input": f"client {index} text {sequence}", "model": "MiniLM_L6_v2"})
         tally.submit_seconds.append(time.perf_counter() - started)
         if response.status_code >= 500:
             tally.server_errors.append(f"POST txt2embedding {response.status_code}")
@@ -68,9 +67,8 @@ async def client_loop(http: httpx.AsyncClient, base: str, deadline: float, tally
             continue
         request_id = response.json()["data"]["request_id"]
         tally.accepted.append(request_id)
-        delay = 0.02
-        while True:
-            status = await http.get(f"{base}/request-status/{request_id}")
+        for pause in pauses(0.5, first=0.02):
+            status = await http.get(f"{API}/request-status/{request_id}")
             if status.status_code >= 500:
                 tally.server_errors.append(f"GET request-status {status.status_code}")
                 break
@@ -81,17 +79,16 @@ async def client_loop(http: httpx.AsyncClient, base: str, deadline: float, tally
             if data["status"] == "error":
                 tally.failed.append({"request_id": request_id, **data})
                 break
-            await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 0.5)
+            await asyncio.sleep(pause)
 
 
-async def load_phase(server: DryLocal, clients: int, seconds: float) -> dict:
+async def load_phase(server: ServerProcess, clients: int, seconds: float) -> dict:
     tally = Tally()
     limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
-    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {server.key}"}, timeout=120, limits=limits) as http:
+    async with server.client().asynchronous(timeout=120, limits=limits) as http:
         started = time.monotonic()
         deadline = started + seconds
-        await asyncio.gather(*(client_loop(http, server.base, deadline, tally, i) for i in range(clients)))
+        await asyncio.gather(*(client_loop(http, deadline, tally, i) for i in range(clients)))
         elapsed = time.monotonic() - started
     return {
         "clients": clients,
@@ -108,30 +105,40 @@ async def load_phase(server: DryLocal, clients: int, seconds: float) -> dict:
     }
 
 
-async def responsiveness_phase(server: DryLocal, paragraphs: int) -> dict:
-    """Times status and models requests while one long job holds the GPU executor."""
-    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {server.key}"}, timeout=120) as http:
-        speech = await run_to_end(http, server.base, "txt2audio", json={"text": " ".join([PARAGRAPH] * paragraphs), "model": "Piper_en_US_Joe", "lang": "en-us", "format": "wav", "speed": 1, "sample_rate": 22050})
-        audio = (await http.get(speech["result_url"])).content
+async def responsiveness_phase(server: ServerProcess, paragraphs: int) -> dict:
+    """Times status and models requests while one long job holds the GPU executor. The status probed is
+    a finished job's: an unfinished job's poll is held until it ends (status_hold_seconds) by design."""
+    client = server.client()
+    text = " ".join([PARAGRAPH] * paragraphs)
+    spoken = client.submit("txt2audio", json={"text": text, "model": "Piper_en_US_Joe", "lang": "en-us",
+                                              "format": "wav", "speed": 1, "sample_rate": 22050})
+    speech = client.wait(spoken)
+    audio = client.http.get(speech["result_url"]).content
+    async with client.asynchronous(timeout=120) as http:
         response = await http.post(
-            f"{server.base}/audiofile2txt", data={"model": "WhisperBase", "include_ts": "false"},
+            f"{API}/audiofile2txt", data={"model": "WhisperBase", "include_ts": "false"},
             files={"audio": ("speech.wav", audio, "audio/wav")},
         )
         request_id = response.json()["data"]["request_id"]
-        timings: dict[str, list[float]] = {"request-status": [], "models": []}
-        busy_seconds = 0.0
+
+        async def long_job() -> dict:
+            while (status := (await http.get(f"{API}/request-status/{request_id}")).json()["data"])["status"] not in FINISHED:
+                await asyncio.sleep(0.02)
+            return status
+
         started = time.monotonic()
-        while True:
+        ending = asyncio.create_task(long_job())
+        timings: dict[str, list[float]] = {"request-status": [], "models": []}
+        while not ending.done():
             t0 = time.perf_counter()
-            status = (await http.get(f"{server.base}/request-status/{request_id}")).json()["data"]
+            await http.get(f"{API}/request-status/{spoken}")
             timings["request-status"].append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            await http.get(f"{server.base}/models", params={"per_page": 50})
+            await http.get(f"{API}/models", params={"per_page": 50})
             timings["models"].append(time.perf_counter() - t0)
-            if status["status"] in ("done", "error"):
-                busy_seconds = time.monotonic() - started
-                break
             await asyncio.sleep(0.02)
+        status = await ending
+        busy_seconds = time.monotonic() - started
     return {
         "long_job": "audiofile2txt WhisperBase",
         "long_job_status": status["status"],
@@ -140,15 +147,6 @@ async def responsiveness_phase(server: DryLocal, paragraphs: int) -> dict:
         **{f"{route}_p50_ms": round(1000 * percentile(values, 50), 2) for route, values in timings.items()},
         **{f"{route}_p99_ms": round(1000 * percentile(values, 99), 2) for route, values in timings.items()},
     }
-
-
-async def run_to_end(http: httpx.AsyncClient, base: str, route: str, **request) -> dict:
-    request_id = (await http.post(f"{base}/{route}", **request)).json()["data"]["request_id"]
-    while (data := (await http.get(f"{base}/request-status/{request_id}")).json()["data"])["status"] not in ("done", "error"):
-        await asyncio.sleep(0.05)
-    if data["status"] != "done":
-        raise RuntimeError(f"{route} failed: {data}")
-    return data
 
 
 def broken_promises(report: dict, max_api_p99_ms: float) -> list[str]:
@@ -175,13 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as home:
-        server = DryLocal(Path(home))
-        try:
-            server.run("txt2embedding", json={"input": "warm up", "model": "MiniLM_L6_v2"})
+        with ServerProcess(Path(home)) as server:
+            server.client().run("txt2embedding", json={"input": "warm up", "model": "MiniLM_L6_v2"})
             report = {"load": asyncio.run(load_phase(server, args.clients, args.seconds))}
             report["responsiveness"] = asyncio.run(responsiveness_phase(server, args.long_job_paragraphs))
-        finally:
-            server.close()
     report["broken_promises"] = broken_promises(report, args.max_api_p99_ms)
     text = json.dumps(report, indent=2)
     print(text)

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from engine.crash_report import CrashReport
+from engine.process_memory import default_memory_limit, die_with_parent, resident_bytes
 
 __all__ = ("CHILD_ENV", "default_memory_limit", "die_with_parent", "resident_bytes", "supervise")
 
@@ -32,40 +33,6 @@ CHILD_ENV = "DRYLOCAL_SUPERVISED_CHILD"
 _POLL_SECONDS = 0.2
 _STABLE_SECONDS = 60.0
 """A child that ran this long before dying restarts at once; faster deaths back off up to 30 s."""
-
-
-def resident_bytes(pid: int) -> int | None:
-    """The process's resident memory (Linux /proc), None where it cannot be read."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        return None
-    return None
-
-
-def default_memory_limit() -> int:
-    """90 % of the machine's RAM: below where the kernel's OOM killer would choose a victim itself."""
-    try:
-        return int(0.9 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):
-        return 0
-
-
-def die_with_parent() -> None:
-    """Linux: the kernel kills this process when its parent dies, so no orphan keeps the port."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() == 1:  # the parent died before the call took effect
-        os._exit(1)
 
 
 def supervise(home: Path, memory_limit_bytes: int) -> int:

@@ -15,12 +15,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Inference stays in the server's process in tests (they patch pipelines and inject loaders there, and
+# the servers they start keep testing the supervisor's restart); tests/test_isolated_executor.py runs
+# the inference process itself.
+os.environ.setdefault("DRYLOCAL_ISOLATE_EXECUTOR", "0")
+# The servers tests start in fresh homes would each convert the packaged SmolLM2 (~40 s); the booster
+# tests convert it once themselves.
+os.environ.setdefault("DRYLOCAL_EMBEDDED_SKIP", '["SmolLM2_135M_Instruct"]')
 
 from litestar.testing import TestClient  # noqa: E402
 
 from engine import Engine, Settings  # noqa: E402
 from server.app import create_app  # noqa: E402
-from server.threaded import free_port, serving_in_thread  # noqa: E402
+from server.harness import ServerThread  # noqa: E402
 from tests.checkpoints import build_tiny_xlmr_sentence_transformer, place_in_hf_cache  # noqa: E402
 
 def _gpu_tests_skipped_because() -> str | None:
@@ -127,32 +134,12 @@ def running_api(settings: Settings, tier: str = "unlimited", balance: float = 0.
         yield Api(client, engine.accounts.create_key(account, "tester"))
 
 
-@dataclass
-class LiveServer:
-    """drylocal served by uvicorn on a free 127.0.0.1 port, for clients that need a real socket."""
-
-    port: int
-    app: Any
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def engine(self) -> Engine:
-        return self.app.state.engine
-
-    def new_key(self, name: str, tier: str = "unlimited", balance: float = 0.0) -> tuple[str, Any]:
-        account = self.engine.accounts.create_account(name, tier=tier, balance=balance)
-        return self.engine.accounts.create_key(account, name), account
-
-
 @contextlib.contextmanager
-def live_server(settings: Settings, **engine_options: Any) -> Iterator[LiveServer]:
-    port = free_port()
-    app = create_app(settings.model_copy(update={"port": port}), **engine_options)
-    with serving_in_thread(app, port):
-        yield LiveServer(port, app)
+def live_server(settings: Settings, **engine_options: Any) -> Iterator[ServerThread]:
+    """drylocal served by uvicorn on a free 127.0.0.1 port, for clients that need a real socket: ``.url``,
+    ``.port``, ``.app``, ``.engine`` and ``.new_key(name, tier, balance)`` (the key and its account)."""
+    with ServerThread(settings, **engine_options) as server:
+        yield server
 
 
 @pytest.fixture

@@ -91,7 +91,8 @@ async def models(request: Request, engine: NamedDependency[Engine], account: Nam
 async def request_status(
     request_id: FromPath[str], engine: NamedDependency[Engine], account: NamedDependency[Account]
 ) -> dict:
-    return {"data": status_body(engine, engine.job_for(request_id, account))}
+    job = await engine.ended(engine.job_for(request_id, account), engine.settings.status_hold_seconds)
+    return {"data": status_body(engine, job)}
 
 
 def status_body(engine: Engine, job: Job) -> dict[str, Any]:
