@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     max_connections: int = 1024
     """Open HTTP and WebSocket connections the server holds at once; past it, new ones get 503 (so
     thousands of half-sent requests cannot hold it)."""
+    header_timeout_seconds: float = 10.0
+    """A request's headers must arrive whole within this long of the connection (or of the answer before
+    them on a kept-alive one), else it is closed: slow senders cannot hold sockets (0: no limit)."""
+    body_idle_seconds: float = 30.0
+    """A request body that stops arriving for this long closes its connection (0: no limit)."""
     pusher_max_sockets_per_ip: int = 64
     """WebSockets one address may hold open at once; the next is refused with 4100 (over capacity)."""
     pusher_activity_timeout: float = 30.0
