@@ -32,15 +32,13 @@ from engine.results import ResultSigner, ResultStore
 from engine.settings import Settings
 from engine.tasks import task_named
 from engine.webhooks import WebhookOutbox
-from engine.worker import GpuWorker
+from engine.worker import GpuWorker, ModelStats
 from model_registry import LoadedModel, ModelRegistry, ModelSpec, TokenCounter, WeightsLocator, price_of
 from model_registry.placement import Placement
 
-__all__ = ("Engine", "Upload")
+__all__ = ("Engine", "Serving", "Upload")
 
 log = logging.getLogger(__name__)
-
-"""Tasks whose media is behind a URL: downloaded before the job takes its turn on the GPU."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +47,22 @@ class Upload:
     filename: str
     content_type: str
     data: bytes
+
+
+@dataclass(frozen=True)
+class Serving:
+    """A snapshot of the executor for the dashboard, /models and /metrics."""
+
+    queue_depth: int
+    device: str
+    budget_bytes: int
+    resident: list[ModelStats]
+    measured: dict[str, int]
+    """Memory each model was measured to take when it last loaded."""
+    load_seconds: dict[str, float]
+    loads: int
+    evictions: int
+    unparks: int
 
 
 class Engine:
@@ -270,6 +284,59 @@ class Engine:
             for waiter in self._end_waiters.pop(event.job_id, ()):
                 if not waiter.done():
                     waiter.set_result(None)
+
+    # ---------------------------------------------------------------- what the front ends read
+    def job(self, job_id: str) -> Job | None:
+        return self.jobs.get(job_id)
+
+    def recent_jobs(self, account_id: str) -> list[Job]:
+        return self.jobs.recent(account_id)
+
+    def job_counts(self) -> dict[tuple[str, str], int]:
+        """Jobs in the store by (task, status)."""
+        return self.jobs.counts_by_task()
+
+    def subscribe(self, subscriber: Callable[[JobEvent], Any]) -> Callable[[], None]:
+        """Every job status change from now on; returns the way to stop."""
+        return self.events.subscribe(subscriber)
+
+    def count_request(self, account: Account, bucket: str | None) -> None:
+        """One request of ``bucket`` against the account's rate limits (RateLimited past them)."""
+        self.rate_limiter.hit(account.id, account.tier, bucket)
+
+    def serving(self) -> Serving:
+        """The executor as it stands: its queue, the models in memory, what loading them took."""
+        worker = self.worker
+        return Serving(
+            queue_depth=worker.queue_depth,
+            device=worker.budget.device,
+            budget_bytes=worker.budget.budget_bytes,
+            resident=worker.resident(),
+            measured=dict(worker.measured),
+            load_seconds=dict(worker.load_seconds),
+            loads=worker.loads,
+            evictions=worker.evictions,
+            unparks=worker.unparks,
+        )
+
+    def placement(self, slug: str) -> Placement:
+        """How a model is (or would be) placed on this machine's device and RAM."""
+        return self.worker.placement(slug)
+
+    def signed_url(self, relative: str) -> str:
+        return self.signer.url(relative)
+
+    def result_file(self, relative: str, expires: str | None, signature: str | None) -> Path:
+        """The stored result a signed URL names; Forbidden for a bad or expired signature."""
+        self.signer.verify(relative, expires, signature)
+        return self.results.path_of(relative)
+
+    def result_bytes(self, job: Job) -> bytes:
+        return self.results.path_of(job.result_file).read_bytes()
+
+    def secret(self, name: str) -> str:
+        """A random secret made once and kept in the database (the Pusher app secret)."""
+        return self.db.meta(name, lambda: secrets.token_hex(32))
 
     def job_for(self, job_id: str, account: Account) -> Job:
         job = self.jobs.get(job_id)

@@ -58,7 +58,7 @@ def create_app(settings: Settings, **engine_options: Any) -> Litestar:
             app.state.engine = holder["engine"] = engine
             app.state.pusher = hub = PusherHub(engine)
             app.state.metrics = collector = metrics.EngineMetrics(engine)
-            unsubscribe = [engine.events.subscribe(hub.on_event), engine.events.subscribe(collector.on_event)]
+            unsubscribe = [engine.subscribe(hub.on_event), engine.subscribe(collector.on_event)]
             try:
                 yield
             finally:

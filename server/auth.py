@@ -32,7 +32,7 @@ def admit(engine: Engine, key: str | None, route: str | None) -> Account:
     limits. The one gate in front of every entry point: the REST routes, the OpenAI routes, MCP tools."""
     account = engine.accounts.authenticate(key)
     unlimited = route is None or route.strip("/") in _UNLIMITED_ROUTES
-    engine.rate_limiter.hit(account.id, account.tier, None if unlimited else bucket_for(route, account.tier))
+    engine.count_request(account, None if unlimited else bucket_for(route, account.tier))
     return account
 
 

@@ -75,9 +75,9 @@ async def dashboard_page() -> Response[bytes]:
 async def dashboard_state(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
     from server.routes.utilities import status_body
 
-    worker = engine.worker
+    serving = engine.serving()
     jobs = []
-    for job in engine.jobs.recent(account.id):
+    for job in engine.recent_jobs(account.id):
         jobs.append({
             "request_id": job.id, "task": job.task, "model": job.model, "created_at": job.created_at,
             **status_body(engine, job),
@@ -85,7 +85,7 @@ async def dashboard_state(request: Request, engine: NamedDependency[Engine], acc
     models = [
         {"slug": m.slug, "memory_bytes": m.memory_bytes, "busy": m.leases > 0, "idle_seconds": round(m.idle_seconds, 1),
          "load_seconds": round(m.load_seconds, 3)}
-        for m in worker.resident()
+        for m in serving.resident
     ]
     report_path = last_bench_report_path(engine)
     report: Any = None
@@ -97,11 +97,11 @@ async def dashboard_state(request: Request, engine: NamedDependency[Engine], acc
     return {
         "account": {"client_id": account.client_id, "tier": account.tier, "balance": engine.accounts.balance(account.id)},
         "app_key": request.app.state.pusher.keys[0],
-        "queue_depth": worker.queue_depth,
+        "queue_depth": serving.queue_depth,
         "jobs": jobs,
         "memory": {
-            "device": worker.budget.device,
-            "budget_bytes": worker.budget.budget_bytes,
+            "device": serving.device,
+            "budget_bytes": serving.budget_bytes,
             "in_use_bytes": sum(m["memory_bytes"] for m in models),
         },
         "models": models,

@@ -112,7 +112,7 @@ def build_mcp_server(engine_of: Callable[[], Engine]):
         delay, longest, timeout = task.mcp.polling
         started = asyncio.get_running_loop().time()
         # The documented adaptive polling: a first look after the initial delay, then 1.5x longer waits.
-        while not (current := engine.jobs.get(job.id)).finished:
+        while not (current := engine.job(job.id)).finished:
             if asyncio.get_running_loop().time() - started > timeout:
                 break
             await asyncio.sleep(delay)
@@ -153,7 +153,8 @@ def build_mcp_server(engine_of: Callable[[], Engine]):
         account_of(ctx)
         engine = engine_of()
         specs = engine.registry.listing([inference_type] if inference_type else ())
-        return json.dumps([model_info(engine, spec) for spec in specs])
+        serving = engine.serving()
+        return json.dumps([model_info(engine, spec, serving) for spec in specs])
 
     @server.tool(description="The account's balance in USD.")
     @dry_errors

@@ -43,7 +43,7 @@ class EngineMetrics:
     async def on_event(self, event: JobEvent) -> None:
         if event.status not in ("processing", "done", "error") or event.status == event.previous_status:
             return
-        job = self.engine.jobs.get(event.job_id)
+        job = self.engine.job(event.job_id)
         if job is None or job.started_at is None:
             return
         if event.status == "processing":
@@ -52,31 +52,31 @@ class EngineMetrics:
             self.run.labels(job.task, event.status).observe(max(0.0, job.finished_at - job.started_at))
 
     def collect(self) -> Iterator[Metric]:
-        worker = self.engine.worker
+        serving = self.engine.serving()
         jobs = GaugeMetricFamily("drylocal_jobs", "Jobs in the job store by task and status.", labels=["task", "status"])
-        for (task, status), count in sorted(self.engine.jobs.counts_by_task().items()):
+        for (task, status), count in sorted(self.engine.job_counts().items()):
             jobs.add_metric([task, status], count)
         yield jobs
-        yield GaugeMetricFamily("drylocal_queue_depth", "Jobs waiting for the GPU executor.", value=worker.queue_depth)
-        resident = worker.resident()
+        yield GaugeMetricFamily("drylocal_queue_depth", "Jobs waiting for the GPU executor.", value=serving.queue_depth)
+        resident = serving.resident
         yield GaugeMetricFamily(
             "drylocal_memory_in_use_bytes", "Memory taken by the loaded models.", value=sum(m.memory_bytes for m in resident)
         )
         yield GaugeMetricFamily(
-            "drylocal_memory_budget_bytes", "Memory the scheduler may fill with models.", value=worker.budget.budget_bytes
+            "drylocal_memory_budget_bytes", "Memory the scheduler may fill with models.", value=serving.budget_bytes
         )
         per_model = GaugeMetricFamily("drylocal_model_memory_bytes", "Memory of each loaded model.", labels=["model"])
         load_time = GaugeMetricFamily("drylocal_model_load_seconds", "How long each model's last load took.", labels=["model"])
         for stats in resident:
             per_model.add_metric([stats.slug], stats.memory_bytes)
-        for slug, seconds in sorted(worker.load_seconds.items()):
+        for slug, seconds in sorted(serving.load_seconds.items()):
             load_time.add_metric([slug], seconds)
         yield per_model
         yield load_time
-        yield CounterMetricFamily("drylocal_model_loads", "Models loaded since start.", value=worker.loads)
-        yield CounterMetricFamily("drylocal_model_evictions", "Models evicted to make room since start.", value=worker.evictions)
+        yield CounterMetricFamily("drylocal_model_loads", "Models loaded since start.", value=serving.loads)
+        yield CounterMetricFamily("drylocal_model_evictions", "Models evicted to make room since start.", value=serving.evictions)
         yield CounterMetricFamily(
-            "drylocal_model_unparks", "Models taken back from host RAM (a copy, not a load) since start.", value=worker.unparks
+            "drylocal_model_unparks", "Models taken back from host RAM (a copy, not a load) since start.", value=serving.unparks
         )
 
     def describe(self) -> list[Metric]:

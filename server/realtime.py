@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import time
 from typing import Any
 
@@ -66,7 +65,7 @@ class PusherHub:
         self.keys: tuple[str, ...] = tuple(settings.pusher_app_keys)
         self.activity_timeout = settings.pusher_activity_timeout
         self.pong_timeout = settings.pusher_pong_timeout
-        self.secret = engine.db.meta("pusher_secret", lambda: secrets.token_hex(32))
+        self.secret = engine.secret("pusher_secret")
         self._connections: set[_Connection] = set()
         self._subscribers: dict[str, set[_Connection]] = {}
         self._channel_of_account: dict[str, str] = {}
@@ -112,7 +111,7 @@ class PusherHub:
             "request_id": event.job_id,
             "status": event.status,
             "preview": f"data:image/jpeg;base64,{event.preview}" if event.preview and not done else None,
-            "result_url": self.engine.signer.url(event.result_file) if done and event.result_file else None,
+            "result_url": self.engine.signed_url(event.result_file) if done and event.result_file else None,
             "progress": f"{100.0 if done else event.progress:.2f}",
         }
         frame = pusher.event_frame("request.status.updated", payload, channel)

@@ -140,7 +140,7 @@ async def speech(request: Request, engine: NamedDependency[Engine], account: Nam
     if slug and isinstance(voice, str):
         fields.update(_voice_and_lang(engine, slug, voice))
     job, _ = await _run(engine, account, "txt2audio", RequestBody({k: v for k, v in fields.items() if v is not None}))
-    data = await asyncio.to_thread(engine.results.path_of(job.result_file).read_bytes)
+    data = await asyncio.to_thread(engine.result_bytes, job)
     return Response(data, media_type="audio/mpeg" if response_format == "mp3" else f"audio/{fields['format']}")
 
 
@@ -197,7 +197,7 @@ def _size(text: Any) -> tuple[int, int]:
 
 async def _image_item(engine: Engine, job, response_format: Any) -> dict[str, str]:
     if response_format == "b64_json":
-        image = await asyncio.to_thread(engine.results.path_of(job.result_file).read_bytes)
+        image = await asyncio.to_thread(engine.result_bytes, job)
         return {"b64_json": base64.b64encode(image).decode()}
     return {"url": engine.result_url(job)}
 

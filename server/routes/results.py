@@ -22,8 +22,7 @@ async def result_file(
     signature: FromQuery[str | None] = None,
 ) -> File:
     relative = path.lstrip("/")
-    engine.signer.verify(relative, expires, signature)
-    target = engine.results.path_of(relative)
+    target = engine.result_file(relative, expires, signature)
     media_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
     return File(path=target, filename=target.name, media_type=media_type, content_disposition_type="inline")
 

@@ -11,6 +11,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath
 
 from engine import Account, Engine, Job
+from engine.engine import Serving
 from model_registry import ModelSpec
 from server.openapi import DryOperation, ModelsOperation
 from server.responses import BalanceAnswer, ModelsPage, StatusAnswer, responses_for
@@ -49,7 +50,7 @@ async def models(request: Request, engine: NamedDependency[Engine], account: Nam
     total = len(specs)
     last_page = max(1, math.ceil(total / per_page))
     rows = specs[(page - 1) * per_page : page * per_page]
-    resident = {m.slug: m for m in engine.worker.resident()}
+    serving = engine.serving()
 
     def link(number: int | None) -> str | None:
         if number is None:
@@ -62,7 +63,7 @@ async def models(request: Request, engine: NamedDependency[Engine], account: Nam
         return f"{engine.settings.base_url}/api/v1/client/models?{urlencode(params)}"
 
     return {
-        "data": [model_info(engine, spec, resident.get(spec.slug)) for spec in rows],
+        "data": [model_info(engine, spec, serving) for spec in rows],
         "links": {
             "first": link(1),
             "last": link(last_page),
@@ -110,7 +111,10 @@ def status_body(engine: Engine, job: Job) -> dict[str, Any]:
     return body
 
 
-def model_info(engine: Engine, spec: ModelSpec, resident=None) -> dict[str, Any]:
+def model_info(engine: Engine, spec: ModelSpec, serving: Serving | None = None) -> dict[str, Any]:
+    """A model as /models and MCP list it; ``serving`` is the executor's snapshot (taken once per listing)."""
+    serving = serving or engine.serving()
+    resident = next((m for m in serving.resident if m.slug == spec.slug), None)
     availability = engine.registry.availability(spec)
     info: dict[str, Any] = {
         "name": spec.name,
@@ -124,12 +128,12 @@ def model_info(engine: Engine, spec: ModelSpec, resident=None) -> dict[str, Any]
         "unavailable_reason": availability.reason or None,
         "quantization": spec.quantization,
         "memory_estimate_bytes": spec.vram_bytes,
-        "memory_bytes": engine.worker.measured.get(spec.slug),
-        "load_seconds": engine.worker.load_seconds.get(spec.slug),
+        "memory_bytes": serving.measured.get(spec.slug),
+        "load_seconds": serving.load_seconds.get(spec.slug),
         "loaded": resident is not None,
         "aliases": list(spec.aliases),
         "license": spec.license or None,
-        "placement": engine.worker.placement(spec.slug).as_dict(),
+        "placement": engine.placement(spec.slug).as_dict(),
     }
     if spec.languages:
         info["languages"] = [
