@@ -204,7 +204,7 @@ def _serve(conn, settings: Settings) -> None:
     """The inference process: load, park, run and close models as the server asks, one request at a time."""
     die_with_parent()
     from engine.tasks import task_named
-    from engine.worker import _as_paths, _is_oom, _release_memory
+    from engine.worker import _as_paths, _discard, _is_oom, _release_memory
     from model_registry import ModelRegistry, WeightsLocator
 
     registry = ModelRegistry.from_files(WeightsLocator(settings.models_dir), settings.config_file)
@@ -224,8 +224,7 @@ def _serve(conn, settings: Settings) -> None:
     def close(slug: str, device: str) -> None:
         loaded = models.pop(slug, None)
         if loaded is not None:
-            loaded.close()
-            loaded.handle = None
+            _discard(loaded)
         _release_memory(device)
 
     def park(slug: str, device: str) -> None:

@@ -313,6 +313,7 @@ class GpuWorker:
         loop = asyncio.get_running_loop()
         await self._wait_for_memory(self._need(slug))
         started = time.perf_counter()
+        failure = None
         try:
             spec = self.registry.get(slug)
             placement = self.placement(slug)
@@ -321,9 +322,13 @@ class GpuWorker:
             died_of_memory = isinstance(exc, ExecutorDied) and exc.memory
             code = "OUT_OF_MEMORY" if _is_oom(exc) or died_of_memory else "PROCESSING_ERROR"
             log.exception("loading %s failed", slug)
+            failure = (code, f"Model {slug} failed to load: {exc}")
+        if failure is not None:
+            # Out of the except block: its traceback's frames hold what the failed load built, which the
+            # release must find unreferenced.
             self._dequeue(decision.run)
             for job_id in decision.run:
-                self._fail(job_id, code, f"Model {slug} failed to load: {exc}")
+                self._fail(job_id, *failure)
             await loop.run_in_executor(self._executor, _release_memory, self.budget.device)
             return False
         self.load_seconds[slug] = time.perf_counter() - started
@@ -342,6 +347,8 @@ class GpuWorker:
         after ``timeout`` and let the load report a real out-of-memory if it still does not fit."""
         if self.budget.probe_free is None:
             return
+        # What the allocator caches is free to the next load but not in the driver's count until emptied.
+        await asyncio.get_running_loop().run_in_executor(self._executor, _release_memory, self.budget.device)
         deadline = time.monotonic() + timeout
         while self.budget.probe_free() < need and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
@@ -396,8 +403,7 @@ class GpuWorker:
         loop = asyncio.get_running_loop()
 
         def release() -> None:
-            parked.loaded.close()
-            parked.loaded.handle = None
+            _discard(parked.loaded)
             gc.collect()
 
         await loop.run_in_executor(self._executor, release)
@@ -409,8 +415,7 @@ class GpuWorker:
         loop = asyncio.get_running_loop()
 
         def release() -> None:
-            resident.loaded.close()
-            resident.loaded.handle = None
+            _discard(resident.loaded)
             _release_memory(self.budget.device)
 
         await loop.run_in_executor(self._executor, release)
@@ -541,6 +546,16 @@ def _is_oom(exc: BaseException) -> bool:
     if getattr(exc, "oom", False):  # raised in the inference process
         return True
     return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
+
+
+def _discard(loaded: LoadedModel) -> None:
+    """Let go of everything a loaded model holds, so the collector and the allocator can free it: its
+    handle and what it keeps beside it (condition pipelines, batched decoders share its weights)."""
+    loaded.close()
+    loaded.handle = None
+    extras = getattr(loaded, "extras", None)
+    if extras is not None:
+        extras.clear()
 
 
 def _release_memory(device: str) -> None:
