@@ -56,7 +56,7 @@ def probe_device(settings: Settings) -> DeviceBudget:
         index = torch.device(device).index or 0
         device = f"cuda:{index}"
         free, total = torch.cuda.mem_get_info(index)
-        return cuda_budget(settings, device, total, lambda: torch.cuda.mem_get_info(index)[0])
+        return cuda_budget(settings, device, total, lambda: torch.cuda.mem_get_info(index)[0], free_bytes=free)
     total = _ram_bytes()
     budget = settings.memory_budget_bytes or int(total * settings.cpu_memory_fraction)
     host = settings.host_memory_budget_bytes or int(total * settings.host_memory_fraction)
@@ -69,10 +69,13 @@ def cuda_budget(
     total_bytes: int,
     probe_free: Callable[[], int] | None = None,
     ram_bytes: int | None = None,
+    free_bytes: int | None = None,
 ) -> DeviceBudget:
     """The budget on a CUDA card of ``total_bytes`` in a machine with ``ram_bytes`` of RAM (default: this one's);
-    also how `drylocal models --device-memory` plans as on a card this machine does not have."""
-    budget = settings.memory_budget_bytes or max(0, total_bytes - settings.gpu_reserve_bytes)
+    also how `drylocal models --device-memory` plans as on a card this machine does not have. ``free_bytes``:
+    what the card had free at start-up, so what a display or another process holds stays theirs."""
+    available = total_bytes if free_bytes is None else min(total_bytes, free_bytes)
+    budget = settings.memory_budget_bytes or max(0, available - settings.gpu_reserve_bytes)
     ram = _ram_bytes() if ram_bytes is None else ram_bytes
     host = settings.host_memory_budget_bytes or int(ram * settings.host_memory_fraction)
     return DeviceBudget(device, budget, total_bytes, probe_free, host, settings.gpu_reserve_bytes, park_budget_bytes=host)

@@ -279,3 +279,14 @@ def test_a_model_that_fits_only_offloaded_is_admitted_and_loaded_so(settings, ti
 
 def test_card_budget_is_the_card_less_the_reserve():
     assert card_budget(24) == 24 * GIB - 1_500_000_000
+
+
+def test_the_budget_starts_from_what_the_card_had_free(settings):
+    """A display (or another process) holding 2 GB of a 24 GB card keeps it: the budget is the free memory
+    at start-up less the reserve, not the card's size."""
+    from engine.devices import cuda_budget
+
+    whole = cuda_budget(settings, "cuda:0", 24 * GIB, ram_bytes=64 * GIB)
+    shared = cuda_budget(settings, "cuda:0", 24 * GIB, ram_bytes=64 * GIB, free_bytes=22 * GIB)
+    assert whole.budget_bytes == 24 * GIB - 1_500_000_000
+    assert shared.budget_bytes == 22 * GIB - 1_500_000_000
