@@ -63,6 +63,8 @@ class Serving:
     loads: int
     evictions: int
     unparks: int
+    inference_process_deaths: int | None = None
+    """How often the inference process died (crash, memory limit) since start; None: inference runs here."""
 
 
 class Engine:
@@ -317,6 +319,7 @@ class Engine:
             loads=worker.loads,
             evictions=worker.evictions,
             unparks=worker.unparks,
+            inference_process_deaths=worker.isolated.generation if worker.isolated is not None else None,
         )
 
     def placement(self, slug: str) -> Placement:

@@ -78,6 +78,12 @@ class EngineMetrics:
         yield CounterMetricFamily(
             "drylocal_model_unparks", "Models taken back from host RAM (a copy, not a load) since start.", value=serving.unparks
         )
+        if serving.inference_process_deaths is not None:
+            yield CounterMetricFamily(
+                "drylocal_inference_process_deaths",
+                "Times the inference process died (a crash, its memory limit) and was started again.",
+                value=serving.inference_process_deaths,
+            )
 
     def describe(self) -> list[Metric]:
         return []  # series are known only at scrape time

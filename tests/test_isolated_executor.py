@@ -69,6 +69,9 @@ def test_a_job_that_kills_the_process_is_failed_refunded_and_the_api_goes_on(iso
         again = api.wait(upscale(api), timeout=120)  # the model loads again, in a new process
         assert again["status"] == "done", again
         assert worker.isolated.generation == 1 and worker.isolated.pid not in (None, killed_pid)
+        owner = {"Authorization": f"Bearer {api.new_key('owner')}"}  # /metrics wants the machine owner's key
+        metrics = api.client.get("/metrics", headers=owner).text
+        assert "drylocal_inference_process_deaths_total 1.0" in metrics
 
 
 def test_a_process_over_its_memory_limit_is_stopped_and_the_job_fails_as_out_of_memory(isolated_settings):
