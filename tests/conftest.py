@@ -142,6 +142,18 @@ def live_server(settings: Settings, **engine_options: Any) -> Iterator[ServerThr
         yield server
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one thread for a module: the golden files were computed so (summation order, and so the
+    last bits, can depend on the thread count), and tiny networks run quicker so on a busy machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings.load(home=tmp_path / "home", port=8000)

@@ -56,14 +56,7 @@ ATOL = {
 SUMMARY_RTOL = {"views": 1e-12, "feature0": 1e-9}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # The golden files were computed on one thread; summation order, and so the last bits, can
-    # depend on the thread count.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _golden(case: str) -> tuple[dict, dict[str, np.ndarray]]:

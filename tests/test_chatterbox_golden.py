@@ -45,14 +45,7 @@ def _load_rule():
 rule = _load_rule()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # The golden files were computed on one thread; summation order, and so the last bits, can
-    # depend on the thread count. Tiny networks gain nothing from more threads anyway.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _golden(case: str) -> tuple[dict, dict[str, np.ndarray]]:

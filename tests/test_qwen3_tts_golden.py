@@ -68,14 +68,7 @@ def digest(tensors: dict[str, torch.Tensor]) -> str:
     return hashlib.sha256(save({k: v.contiguous() for k, v in tensors.items()})).hexdigest()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The networks here are tiny: one thread is quicker than several and does not stall on a busy
-    machine (two threads took 90 s instead of 20 s beside other jobs on two cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -162,6 +162,10 @@ class Task(Generic[P]):
         """Whether a submit cannot succeed without a file (so its OpenAPI body is multipart alone)."""
         return bool(self.one_upload_of) or any(f.kind in ("file", "files") and f.required for f in self.fields)
 
+    @cached_property
+    def _multi_file_fields(self) -> frozenset[str]:
+        return frozenset(f.name for f in self.fields if f.kind == "files")
+
     def field(self, name: str) -> Field | None:
         return next((f for f in self.fields if f.name == name), None)
 
@@ -170,9 +174,9 @@ class Task(Generic[P]):
         paths of its uploaded files. Keys the Struct does not know are ignored: a job stored by an older
         build still runs."""
         merged = dict(values)
+        several = self._multi_file_fields
         for name, value in (inputs or {}).items():
-            kind = self.field(name).kind if self.field(name) else None
-            merged[name] = value[0] if kind != "files" and isinstance(value, list) and value else value
+            merged[name] = value[0] if name not in several and isinstance(value, list) and value else value
         return msgspec.convert(merged, self.params, dec_hook=_paths)
 
     def stored(self, values: dict[str, Any]) -> dict[str, Any]:
