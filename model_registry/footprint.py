@@ -14,6 +14,9 @@ Pure (JSON and TOML reads, no torch). Where each figure comes from:
   component. Other backends: their row's ``vram_bytes`` beyond the weights (the reserves of their loaders).
 - Load peak: a bitsandbytes-quantized transformer is quantized on the GPU and sits there whole until the
   placement moves it, whatever the placement.
+- Quantized text encoders: where the slug's quantization is NF4, INT8 or FP8, its text encoders can be loaded
+  the same way (``encoders_to_quantize``); the row's ``quantized_memory`` gives their bytes so, computed on the
+  meta device. ``Footprint.encoders_quantized`` is the model so loaded, for placement to try after resident.
 - VAE decode peak: an ESTIMATE per decoder class, bytes per output pixel (per pixel-frame for video), whole or
   tiled at the VAE's own default tile, plus 25 % for the tiles' overlap (InvokeAI's rule).
 """
@@ -21,7 +24,7 @@ Pure (JSON and TOML reads, no torch). Where each figure comes from:
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -31,8 +34,10 @@ __all__ = (
     "DENOISER_BYTES_PER_TOKEN_CHANNEL",
     "LAYOUT_FILE",
     "OFFLOADABLE_BACKENDS",
+    "QUANTIZED_ON_GPU",
     "ComponentFootprint",
     "Footprint",
+    "encoders_to_quantize",
     "footprint",
     "read_layout",
 )
@@ -41,6 +46,10 @@ LAYOUT_FILE = Path(__file__).with_name("offload_layout.toml")
 
 OFFLOADABLE_BACKENDS = frozenset({"diffusers", "diffusers-ltx", "diffusers-ltx2", "ace-step"})
 """Backends whose loader (loaders/diffusers.py) applies a placement; every other loader is resident only."""
+
+QUANTIZED_ON_GPU = frozenset({"nf4", "int8"})
+"""Quantizations bitsandbytes applies at load, on the GPU, where each quantized component then sits until the
+placement moves it. FP8 storage is a cast wherever the weights are."""
 
 DENOISER_BYTES_PER_TOKEN_CHANNEL = 35
 """Activation bytes of one denoiser step at batch 1 (bf16, SDPA), per token per channel of the model's width.
@@ -140,6 +149,11 @@ class Footprint:
     load_bytes: int = 0
     """GPU bytes the load itself takes before the placement moves anything: diffusers' bitsandbytes quantizer
     quantizes the NF4/INT8 transformer on (and leaves it on) the GPU."""
+    quantized_encoders: tuple[str, ...] = ()
+    """The text encoders this footprint has quantized like the transformer (empty: as the row stores them)."""
+    encoders_quantized: Footprint | None = None
+    """The same model with its text encoders quantized as the slug's quantization implies; None where it does
+    not, or the row has no computed figures for them."""
 
     @property
     def weight_bytes(self) -> int:
@@ -147,6 +161,33 @@ class Footprint:
 
     def component(self, name: str) -> ComponentFootprint | None:
         return next((c for c in self.components if c.name == name), None)
+
+
+def encoders_to_quantize(spec: ModelSpec) -> tuple[str, ...]:
+    """The text encoders an NF4, INT8 or FP8 slug may load quantized the same way, when resident in 16 bits
+    they would not fit: the slug promises that precision, and quantizing them beats offloading."""
+    if spec.backend not in OFFLOADABLE_BACKENDS or spec.quantization not in ("nf4", "int8", "fp8"):
+        return ()
+    return tuple(name for name in spec.memory if name.startswith("text_encoder"))
+
+
+def _with_quantized_encoders(spec: ModelSpec, fp: Footprint) -> Footprint | None:
+    names = tuple(n for n in encoders_to_quantize(spec) if n in spec.quantized_memory)
+    if not names:
+        return None
+    components = []
+    for c in fp.components:
+        if c.name in names:
+            # Offloaded, its groups and layers shrink as its weights do.
+            ratio = spec.quantized_memory[c.name] / c.weight_bytes
+            c = ComponentFootprint(
+                c.name, spec.quantized_memory[c.name], int(c.group_bytes * ratio), int(c.layer_bytes * ratio), False
+            )
+        components.append(c)
+    load = fp.load_bytes
+    if spec.quantization in QUANTIZED_ON_GPU:
+        load += sum(spec.quantized_memory[n] for n in names)
+    return replace(fp, components=tuple(components), load_bytes=load, quantized_encoders=names)
 
 
 def read_layout(path: Path = LAYOUT_FILE) -> dict[str, dict[str, tuple[int, int]]]:
@@ -234,5 +275,6 @@ def footprint(spec: ModelSpec, layout: Mapping[str, Mapping[str, tuple[int, int]
     vae = configs.get("vae", {})
     decoder = _DECODERS.get(vae.get("_class_name", ""))
     decode, tiled = _decode(spec, decoder) if decoder else (0, 0)
-    load = weights.get("transformer", 0) if spec.quantization in ("nf4", "int8") else 0
-    return Footprint(spec.slug, components, working, decode, tiled, offloadable=True, load_bytes=load)
+    load = weights.get("transformer", 0) if spec.quantization in QUANTIZED_ON_GPU else 0
+    whole = Footprint(spec.slug, components, working, decode, tiled, offloadable=True, load_bytes=load)
+    return replace(whole, encoders_quantized=_with_quantized_encoders(spec, whole))

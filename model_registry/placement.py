@@ -4,7 +4,9 @@
 worker asks it once per model and budget and plans with its ``gpu_bytes``; the diffusers loader applies it
 (loaders/_offload.py). Fastest first:
 
-- ``resident``: everything on the GPU. Needs every weight + working memory.
+- ``resident``: everything on the GPU. Needs every weight + working memory. Where the slug is NF4, INT8 or FP8
+  and its 16-bit text encoders keep it from fitting, next comes resident with those encoders quantized the same
+  way (``quantized_encoders``); the offloaded kinds then try them quantized first (less to move and to hold).
 - ``model_offload`` (diffusers ``enable_model_cpu_offload``): a component goes to the GPU when it is called
   and the previous one leaves. Needs the largest component + working memory.
 - ``group_offload`` (diffusers group offloading with CUDA streams): the denoiser block by block, the other
@@ -55,6 +57,8 @@ class Placement:
     """The part of gpu_bytes that is not weights (activations, the decode), estimated at the largest request."""
     vae_tiling: bool = False
     """The VAE decodes in tiles: decoding whole would not fit."""
+    quantized_encoders: tuple[str, ...] = ()
+    """Text encoders loaded quantized as the slug's transformer is (footprint.encoders_to_quantize)."""
     reason: str = ""
     """For too_big: why, and what would fit."""
 
@@ -68,6 +72,7 @@ class Placement:
             "gpu_bytes": self.gpu_bytes,
             "host_bytes": self.host_bytes,
             "vae_tiling": self.vae_tiling,
+            "quantized_encoders": list(self.quantized_encoders),
             "reason": self.reason or None,
         }
 
@@ -93,15 +98,31 @@ def _needs(fp: Footprint, kind: str, tiling: bool) -> tuple[int, int]:
     return max(denoising, decoding, fp.load_bytes), fp.weight_bytes
 
 
+def _candidates(fp: Footprint, offload: bool):
+    """(footprint, kind), fastest first. Quantized encoders only where the loader quantizes: on a GPU."""
+    quantized = fp.encoders_quantized if offload else None
+    yield fp, "resident"
+    if quantized is not None:
+        yield quantized, "resident"
+    if not (offload and fp.offloadable):
+        return
+    for kind in KINDS[1:]:
+        # Quantized, they need less GPU and host memory; but bitsandbytes loads them on the GPU first, which a
+        # small card may not hold, while 16-bit encoders load in RAM.
+        if quantized is not None:
+            yield quantized, kind
+        yield fp, kind
+
+
 def _first_fit(fp: Footprint, gpu_budget: int, host_budget: int, offload: bool) -> Placement | None:
-    can_tile = 0 < fp.tiled_decode_bytes < fp.decode_bytes
-    for kind in KINDS if offload and fp.offloadable else KINDS[:1]:
+    for candidate, kind in _candidates(fp, offload):
+        can_tile = 0 < candidate.tiled_decode_bytes < candidate.decode_bytes
         for tiling in (False, True) if can_tile else (False,):
-            gpu, host = _needs(fp, kind, tiling)
+            gpu, host = _needs(candidate, kind, tiling)
             if gpu <= gpu_budget and host <= host_budget:
                 # Offloaded, the weights on the GPU come and go like the activations.
-                working = gpu - fp.weight_bytes if kind == "resident" else gpu
-                return Placement(kind, gpu, host, working, tiling)
+                working = gpu - candidate.weight_bytes if kind == "resident" else gpu
+                return Placement(kind, gpu, host, working, tiling, candidate.quantized_encoders)
     return None
 
 

@@ -137,6 +137,9 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     given, the sum of its components (the whole model's weights)."""
     memory: dict[str, int] = {}
     """Weight bytes per component at the loaded precision, computed by model_registry/weight_memory.py."""
+    quantized_memory: dict[str, int] = {}
+    """The text encoders' weight bytes quantized as the slug's transformer is (NF4, INT8, FP8 storage): what a
+    placement that quantizes them loads (footprint.encoders_to_quantize), computed likewise."""
     info: ModelInfo = ModelInfo()
     loras: tuple[Lora, ...] = ()
     languages: tuple[Language, ...] = ()

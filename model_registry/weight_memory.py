@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple
 
@@ -189,8 +190,11 @@ def _library(config: dict[str, Any]) -> str:
     return "transformers" if "architectures" in config else "diffusers"
 
 
-def _precision(spec: ModelSpec, component: str, library: str, pinned: str | None) -> _Precision:
-    """What the slug's loader does to this component on a CUDA device."""
+def _precision(
+    spec: ModelSpec, component: str, library: str, pinned: str | None, encoders: tuple[str, ...] = ()
+) -> _Precision:
+    """What the slug's loader does to this component on a CUDA device; ``encoders``: the text encoders a
+    placement has it quantize like the transformer."""
     import torch
 
     names = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -199,7 +203,7 @@ def _precision(spec: ModelSpec, component: str, library: str, pinned: str | None
     if spec.backend in _DIFFUSERS_BACKENDS:
         from model_registry.loaders.diffusers import _options
 
-        options, _ = _options(spec, "cuda")
+        options, _ = _options(spec, "cuda", encoders)
         dtype = options["dtype"]
         label = {torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
         pipeline_quantization = options.get("quantization_config")
@@ -210,7 +214,7 @@ def _precision(spec: ModelSpec, component: str, library: str, pinned: str | None
             )
         if quantization is not None:
             label = f"{spec.quantization} + {label}"
-        fp8 = spec.quantization == "fp8" and component == "transformer"
+        fp8 = spec.quantization == "fp8" and component in ("transformer", *encoders)
         return _Precision(dtype, quantization, fp8, f"fp8 + {label}" if fp8 else label)
     if spec.backend in _TRANSFORMERS_BACKENDS:
         from model_registry.loaders.sentence_transformers import _model_kwargs
@@ -300,7 +304,11 @@ def as_loaded(model, precision: _Precision, library: str):
     if precision.quantization is not None:
         _quantize_on_meta(model, library, precision.quantization, precision.dtype)
     if precision.fp8:
-        model.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=torch.bfloat16)
+        from diffusers import hooks
+
+        # As the loader's _cast_to_fp8: a transformers text encoder takes the hook without the method.
+        cast = getattr(model, "enable_layerwise_casting", None) or partial(hooks.apply_layerwise_casting, model)
+        cast(storage_dtype=torch.float8_e4m3fn, compute_dtype=torch.bfloat16)
     return model
 
 
@@ -346,15 +354,22 @@ def _count(model, precision: _Precision, library: str) -> tuple[int, int, int]:
     return params, buffers, total
 
 
-def component_memory(spec: ModelSpec) -> list[ComponentMemory]:
-    """Every component of ``spec`` (a slug in COMPONENTS) with its weight elements and bytes."""
+def component_memory(spec: ModelSpec, quantized_encoders: bool = False) -> list[ComponentMemory]:
+    """Every component of ``spec`` (a slug in COMPONENTS) with its weight elements and bytes; with
+    ``quantized_encoders``, only the text encoders, quantized as the slug's quantization implies
+    (footprint.encoders_to_quantize: what a placement's ``quantized_encoders`` loads)."""
+    from model_registry.footprint import encoders_to_quantize
+
+    encoders = encoders_to_quantize(spec) if quantized_encoders else ()
     rows = []
     for component, parts in COMPONENTS[spec.slug].items():
+        if quantized_encoders and component not in encoders:
+            continue
         params = buffers = total = 0
         labels = []
         for part in parts:
             library = _library(read_config(part.config))
-            precision = _precision(spec, component, library, part.dtype)
+            precision = _precision(spec, component, library, part.dtype, encoders)
             p, b, t = _count(build_on_meta(part), precision, library)
             params, buffers, total = params + p, buffers + b, total + t
             labels.append(precision.label)

@@ -27,11 +27,12 @@ _LABELS = {
 }
 
 
-def _cell(placement) -> str:
+def _cell(placement, quantization: str) -> str:
     if placement.kind == "too_big":
         return _LABELS["too_big"]
+    encoders = f" + {quantization.upper()} text encoder" if placement.quantized_encoders else ""
     tiles = " + VAE tiles" if placement.vae_tiling else ""
-    return f"{_LABELS[placement.kind]}{tiles}, {placement.gpu_bytes / 1e9:.1f} GB"
+    return f"{_LABELS[placement.kind]}{encoders}{tiles}, {placement.gpu_bytes / 1e9:.1f} GB"
 
 
 def table() -> str:
@@ -49,7 +50,7 @@ def table() -> str:
     ]
     for spec in builtin_specs():
         fp = footprint(spec, layout)
-        lines.append(f"| `{spec.slug}` | " + " | ".join(_cell(budget.place(fp)) for budget in budgets) + " |")
+        lines.append(f"| `{spec.slug}` | " + " | ".join(_cell(budget.place(fp), spec.quantization) for budget in budgets) + " |")
     host = budgets[0].host_budget_bytes / 1e9
     lines += [
         "",

@@ -40,6 +40,10 @@ def main() -> None:
         if args.toml:
             figures = ", ".join(f"{row.component} = {_underscored(row.bytes)}" for row in rows)
             print(f"# {slug}\nvram_bytes = {_underscored(total)}\nmemory = {{ {figures} }}")
+            quantized = component_memory(spec, quantized_encoders=True)
+            if quantized:
+                figures = ", ".join(f"{row.component} = {_underscored(row.bytes)}" for row in quantized)
+                print(f"quantized_memory = {{ {figures} }}")
             continue
         for row in rows:
             catalog = spec.memory.get(row.component)

@@ -112,6 +112,10 @@ class ModelPlacement(Struct):
     gpu_bytes: Annotated[int, Meta(description="Peak GPU memory of a job placed so (estimated at the largest request).")]
     host_bytes: Annotated[int, Meta(description="Weights kept in host RAM while offloaded.")]
     vae_tiling: Annotated[bool, Meta(description="The VAE decodes in tiles, as a whole decode would not fit.")]
+    quantized_encoders: Annotated[
+        list[str],
+        Meta(description="Text encoders loaded quantized like the model's transformer (its NF4/INT8/FP8), to fit."),
+    ]
     reason: Annotated[str | None, Meta(description="For too_big: why, and what would fit.")]
 
 

@@ -127,7 +127,8 @@ def test_models_json_places_every_model_as_on_a_card_of_the_given_size(home, cap
     capsys.readouterr()
     assert main(["models", "--json", "--device-memory", str(24 * 2**30), "--host-memory", str(64 * 2**30)]) == 0
     on_24 = {m["slug"]: m["placement"] for m in json.loads(capsys.readouterr().out)}
-    assert on_24["Flux1schnell"]["kind"] == "group_offload" and on_24["QwenImageEdit_Plus_NF4"]["kind"] == "model_offload"
+    assert on_24["Flux1schnell"]["kind"] == "group_offload" and on_24["QwenImageEdit_Plus_NF4"]["kind"] == "resident"
+    assert on_24["QwenImageEdit_Plus_NF4"]["quantized_encoders"] == ["text_encoder"]
     assert on_24["Ltx2_19B_Dist_FP8"]["kind"] == "group_offload" and on_24["Ltx2_19B_Dist_FP8"]["vae_tiling"]
     assert main(["models", "--json", "--device-memory", str(12 * 2**30), "--host-memory", str(16 * 2**30)]) == 0
     ltx2 = {m["slug"]: m["placement"] for m in json.loads(capsys.readouterr().out)}["Ltx2_19B_Dist_FP8"]

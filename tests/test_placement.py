@@ -44,11 +44,24 @@ def test_every_catalog_torch_model_has_a_placement_on_24_gb_with_64_gb_of_ram(se
 
 
 def test_the_models_that_never_fit_a_24_gb_card_now_do_offloaded(settings):
-    for slug in ("Flux1schnell", "QwenImageEdit_Plus_NF4", "Ltx2_19B_Dist_FP8", "Ltx2_3_19B_Dist_INT8"):
+    for slug in ("Flux1schnell", "Ltx2_19B_Dist_FP8", "Ltx2_3_19B_Dist_INT8"):
         spec = SPECS[slug]
         assert spec.vram_bytes > on_card(settings, 24, 64).budget_bytes
         placement = placed(settings, slug, 24)
-        assert placement.offloaded and placement.host_bytes == sum(spec.memory.values())
+        quantized = {name: spec.quantized_memory[name] for name in placement.quantized_encoders}
+        assert placement.offloaded and placement.host_bytes == sum({**spec.memory, **quantized}.values())
+
+
+def test_qwen_image_edit_nf4_is_resident_on_24_gb_with_its_encoder_in_nf4_too(settings):
+    """Its Qwen2.5-VL-7B encoder, 16.6 GB in bf16, is what kept the NF4 model off a 24 GB card: quantized like
+    its transformer it fits whole, which beats any offload."""
+    spec = SPECS["QwenImageEdit_Plus_NF4"]
+    assert sum(spec.memory.values()) > on_card(settings, 24, 64).budget_bytes
+    placement = placed(settings, "QwenImageEdit_Plus_NF4", 24)
+    assert (placement.kind, placement.quantized_encoders) == ("resident", ("text_encoder",))
+    assert placement.gpu_bytes <= on_card(settings, 24, 64).budget_bytes
+    # A 80 GB card holds the encoder as stored.
+    assert placed(settings, "QwenImageEdit_Plus_NF4", 80).quantized_encoders == ()
 
 
 def component(name, weights, group=None, layer=None):
@@ -70,6 +83,57 @@ TOY = Footprint(
 )
 def test_the_fastest_placement_that_fits_wins(budget, kind):
     assert place(TOY, budget, 64 * GB).kind == kind
+
+
+def with_quantized_encoder(fp: Footprint, encoder_bytes: int, on_gpu_at_load: bool) -> Footprint:
+    """``fp`` with a quantized form of its text encoder, as footprint() builds it for an NF4/INT8/FP8 slug."""
+    from dataclasses import replace
+
+    small = tuple(
+        component(c.name, encoder_bytes, encoder_bytes // 4, encoder_bytes // 8) if c.name == "text_encoder" else c
+        for c in fp.components
+    )
+    load = fp.load_bytes + (encoder_bytes if on_gpu_at_load else 0)
+    quantized = replace(fp, components=small, load_bytes=load, quantized_encoders=("text_encoder",))
+    return replace(fp, encoders_quantized=quantized)
+
+
+@pytest.mark.parametrize(
+    ("budget", "kind", "encoders"),
+    [
+        (16 * GB, "resident", ()),
+        (14 * GB, "resident", ("text_encoder",)),  # 10 + 1 + 1 weights, 1 working: quantizing beats offloading
+        (11 * GB, "model_offload", ("text_encoder",)),
+        (5 * GB, "group_offload", ("text_encoder",)),
+    ],
+)
+def test_quantized_text_encoders_come_after_resident_and_before_offload(budget, kind, encoders):
+    fp = with_quantized_encoder(TOY, GB, on_gpu_at_load=False)
+    placement = place(fp, budget, 64 * GB)
+    assert (placement.kind, placement.quantized_encoders) == (kind, encoders)
+    if placement.offloaded:
+        assert placement.host_bytes == 12 * GB  # the quantized weights are what stays in RAM
+
+
+def test_bitsandbytes_encoders_that_the_load_cannot_hold_stay_16_bit_offloaded():
+    """bitsandbytes quantizes on the GPU at load: a transformer and an encoder quantized there at once may
+    not fit a small card, where the 16-bit encoder, loaded in RAM, does."""
+    fp = with_quantized_encoder(replace_load(TOY, 8 * GB), 3 * GB, on_gpu_at_load=True)
+    placement = place(fp, 10 * GB, 64 * GB)
+    assert (placement.kind, placement.quantized_encoders) == ("group_offload", ())
+    assert place(fp, 10 * GB, 64 * GB, device="cpu").quantized_encoders == ()
+
+
+def replace_load(fp: Footprint, load: int) -> Footprint:
+    from dataclasses import replace
+
+    return replace(fp, load_bytes=load)
+
+
+def replace_components(fp: Footprint, parts: list[ComponentFootprint]) -> Footprint:
+    from dataclasses import replace
+
+    return replace(fp, components=tuple(parts))
 
 
 def test_an_offloaded_placement_needs_host_ram_for_every_weight():
@@ -118,14 +182,23 @@ def test_placements_never_exceed_either_budget():
             "Random", tuple(parts), rng.randint(0, 8) * GB, decode, decode // rng.randint(1, 20) if decode else 0,
             offloadable=rng.random() < 0.8, load_bytes=rng.choice((0, parts[-1].weight_bytes)),
         )
+        if len(parts) > 1 and rng.random() < 0.5:
+            parts[1] = component("text_encoder", parts[1].weight_bytes, parts[1].group_bytes, parts[1].layer_bytes)
+            fp = with_quantized_encoder(
+                replace_components(fp, parts), max(1, parts[1].weight_bytes // 3), on_gpu_at_load=rng.random() < 0.5
+            )
+        device = rng.choice(("cuda:0", "cpu"))
         gpu, host = rng.randint(1, 100) * GB, rng.randint(0, 128) * GB
-        placement = place(fp, gpu, host, device=rng.choice(("cuda:0", "cpu")))
+        placement = place(fp, gpu, host, device=device)
         if placement.kind == "too_big":
             assert placement.reason
             continue
+        used = fp.encoders_quantized if placement.quantized_encoders else fp
+        assert used is not None and (device != "cpu" or used is fp)
         assert placement.gpu_bytes <= gpu and placement.host_bytes <= host
-        assert placement.gpu_bytes >= min(c.layer_bytes for c in fp.components)
-        assert placement.host_bytes == (0 if placement.kind == "resident" else fp.weight_bytes)
+        assert placement.gpu_bytes >= min(c.layer_bytes for c in used.components)
+        assert placement.gpu_bytes >= (used.load_bytes if placement.offloaded else 0)
+        assert placement.host_bytes == (0 if placement.kind == "resident" else used.weight_bytes)
 
 
 def test_a_12_gb_card_with_16_gb_of_ram_refuses_ltx2_saying_what_would_fit(settings):
@@ -233,8 +306,8 @@ def test_group_offload_streams_the_transformer_by_block_and_the_rest_by_leaf(set
 
 
 def test_sequential_offload_and_vae_tiling(settings, tiny_flux, cuda_calls):
-    # LTX-2 on a 12 GB card with 64 GB of RAM: layer by layer, decoding in tiles.
-    placement = placed(settings, "Ltx2_19B_Dist_FP8", 12)
+    # LTX-2 on a 10 GB card with 64 GB of RAM: layer by layer, decoding in tiles.
+    placement = placed(settings, "Ltx2_19B_Dist_FP8", 10)
     assert (placement.kind, placement.vae_tiling) == ("sequential_offload", True)
     loaded = load_flux(tiny_flux, "cuda:0", placement)
     assert cuda_calls == [("enable_sequential_cpu_offload", {"device": "cuda:0"})]
@@ -290,3 +363,49 @@ def test_the_budget_starts_from_what_the_card_had_free(settings):
     shared = cuda_budget(settings, "cuda:0", 24 * GIB, ram_bytes=64 * GIB, free_bytes=22 * GIB)
     assert whole.budget_bytes == 24 * GIB - 1_500_000_000
     assert shared.budget_bytes == 22 * GIB - 1_500_000_000
+
+
+# ---------------------------------------------------------------- the loader quantizes the encoders it is told to
+def test_nf4_and_int8_placements_have_bitsandbytes_quantize_the_encoders_too():
+    from model_registry.loaders.diffusers import _options
+
+    for slug in ("QwenImageEdit_Plus_NF4", "ZImageTurbo_INT8"):
+        plain, _ = _options(SPECS[slug], "cuda:0")
+        assert plain["quantization_config"].components_to_quantize == ["transformer"]
+        quantized, _ = _options(SPECS[slug], "cuda:0", ("text_encoder",))
+        assert quantized["quantization_config"].components_to_quantize == ["transformer", "text_encoder"]
+
+
+def test_a_kept_prequantized_transformer_still_leaves_the_encoders_to_quantize(tiny_flux):
+    """The quantized-transformer cache replaces the transformer's quantization, not the encoders'."""
+    import torch
+
+    from model_registry.loaders.diffusers import _options, _use_prequantized
+
+    options, _ = _options(SPECS["QwenImageEdit_Plus_NF4"], "cuda:0", ("text_encoder",))
+    options = {**options, "dtype": torch.float32}
+    reused = _use_prequantized(options, tiny_flux / "transformer")
+    assert reused["quantization_config"].components_to_quantize == ["text_encoder"] and "transformer" in reused
+    alone, _ = _options(SPECS["QwenImageEdit_Plus_NF4"], "cuda:0")
+    assert "quantization_config" not in _use_prequantized({**alone, "dtype": options["dtype"]}, tiny_flux / "transformer")
+
+
+def test_an_fp8_placement_casts_the_named_encoders_to_float8_storage(settings, tiny_flux, cuda_calls):
+    import msgspec
+    import torch
+
+    fp8 = msgspec.structs.replace(SPECS["Flux1schnell"], quantization="fp8")
+    from dataclasses import replace
+
+    from model_registry.loaders.diffusers import load
+
+    placement = replace(place(footprint(fp8, LAYOUT), 20 * GB, 64 * GB), kind="model_offload", quantized_encoders=("text_encoder_2",))
+
+    loaded = load(fp8, tiny_flux, "cuda:0", placement=placement)
+    pipe = loaded.handle
+    t5 = [m for m in pipe.text_encoder_2.modules() if isinstance(m, torch.nn.Linear)]
+    clip = [m for m in pipe.text_encoder.modules() if isinstance(m, torch.nn.Linear)]
+    assert t5 and all(m.weight.dtype == torch.float8_e4m3fn for m in t5)
+    assert all(m.weight.dtype == torch.bfloat16 for m in clip)
+    assert loaded.extras["quantized_encoders"] == ("text_encoder_2",)
+    assert cuda_calls == [("enable_model_cpu_offload", {"device": "cuda:0"})]

@@ -38,3 +38,23 @@ def test_vram_bytes_is_the_sum_of_the_components(slug):
 
 def test_every_computed_model_has_its_figures_in_the_catalog():
     assert sorted(computed_slugs()) == sorted(WITH_MEMORY)
+
+
+QUANTIZING = [slug for slug, spec in SPECS.items() if spec.quantized_memory]
+
+
+def test_every_nf4_int8_and_fp8_diffusers_model_has_its_quantized_encoders_figures():
+    from model_registry.footprint import encoders_to_quantize
+
+    assert sorted(QUANTIZING) == sorted(slug for slug, spec in SPECS.items() if encoders_to_quantize(spec))
+    assert {"QwenImageEdit_Plus_NF4", "Ltx2_19B_Dist_FP8", "Ltx2_3_19B_Dist_INT8"} <= set(QUANTIZING)
+
+
+@pytest.mark.parametrize("slug", QUANTIZING)
+def test_catalog_quantized_encoders_match_the_computed_weights(slug):
+    spec = SPECS[slug]
+    computed = {row.component: row.bytes for row in component_memory(spec, quantized_encoders=True)}
+    assert spec.quantized_memory.keys() == computed.keys()
+    assert all(within(spec.quantized_memory[c], computed[c]) for c in computed), (spec.quantized_memory, computed)
+    # Quantized, an encoder keeps its embeddings and norms in 16 bits at most: between a quarter and ~70 %.
+    assert all(0.25 < computed[c] / spec.memory[c] < 0.7 for c in computed), computed

@@ -22,7 +22,9 @@ from model_registry.spec import ModelSpec
 __all__ = ("load", "pipeline_memory")
 
 
-def _options(spec: ModelSpec, device: str) -> tuple[dict, str]:
+def _options(spec: ModelSpec, device: str, encoders: tuple[str, ...] = ()) -> tuple[dict, str]:
+    """``encoders``: text encoders quantized as the slug's transformer is (the placement's
+    ``quantized_encoders``); bitsandbytes does NF4/INT8 at load, FP8 storage is cast after it (_cast_to_fp8)."""
     import torch
 
     if not device.startswith("cuda"):
@@ -35,14 +37,30 @@ def _options(spec: ModelSpec, device: str) -> tuple[dict, str]:
             config = PipelineQuantizationConfig(
                 quant_backend="bitsandbytes_4bit",
                 quant_kwargs={"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": torch.bfloat16},
-                components_to_quantize=["transformer"],
+                components_to_quantize=["transformer", *encoders],
             )
         else:
             config = PipelineQuantizationConfig(
-                quant_backend="bitsandbytes_8bit", quant_kwargs={"load_in_8bit": True}, components_to_quantize=["transformer"]
+                quant_backend="bitsandbytes_8bit",
+                quant_kwargs={"load_in_8bit": True},
+                components_to_quantize=["transformer", *encoders],
             )
         options["quantization_config"] = config
     return options, spec.quantization if spec.quantization in ("nf4", "int8", "fp16") else "bf16"
+
+
+def _cast_to_fp8(pipe, names: tuple[str, ...]) -> None:
+    """Weights stored in float8, computed in bf16: diffusers' layerwise casting halves their memory. A text
+    encoder (a transformers model) takes the same hook through diffusers.hooks."""
+    import torch
+    from diffusers import hooks
+
+    for name in names:
+        module = getattr(pipe, name)
+        if hasattr(module, "enable_layerwise_casting"):
+            module.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=torch.bfloat16)
+        else:
+            hooks.apply_layerwise_casting(module, storage_dtype=torch.float8_e4m3fn, compute_dtype=torch.bfloat16)
 
 
 def _processor_override(path: Path) -> dict:
@@ -75,11 +93,19 @@ def _prequantized(options: dict, cache_dir: Path | None, quantization: str) -> P
 
 def _use_prequantized(options: dict, folder: Path) -> dict:
     """Load the saved quantized transformer as is (its config carries the quantization) and give it to
-    the pipeline, which then quantizes nothing."""
-    from diffusers import AutoModel
+    the pipeline, which then quantizes only the text encoders the placement names (not kept: they are
+    quantized again at each load)."""
+    from diffusers import AutoModel, PipelineQuantizationConfig
 
     transformer = AutoModel.from_pretrained(str(folder), dtype=options["dtype"], local_files_only=True)
-    return {**{k: v for k, v in options.items() if k != "quantization_config"}, "transformer": transformer}
+    rest = {k: v for k, v in options.items() if k != "quantization_config"}
+    config = options["quantization_config"]
+    encoders = [name for name in config.components_to_quantize if name != "transformer"]
+    if encoders:
+        rest["quantization_config"] = PipelineQuantizationConfig(
+            quant_backend=config.quant_backend, quant_kwargs=config.quant_kwargs, components_to_quantize=encoders
+        )
+    return {**rest, "transformer": transformer}
 
 
 def _save_prequantized(pipe, folder: Path) -> None:
@@ -119,7 +145,8 @@ def load(
     from diffusers.utils import logging as diffusers_logging
 
     diffusers_logging.disable_progress_bar()
-    options, precision = _options(spec, device)
+    encoders = placement.quantized_encoders if placement is not None and device.startswith("cuda") else ()
+    options, precision = _options(spec, device, encoders)
     options.update(_processor_override(path))
     prequantized = _prequantized(options, cache_dir, spec.quantization)
     reused = prequantized is not None and (prequantized / "config.json").is_file()
@@ -130,10 +157,7 @@ def load(
         if prequantized is not None and not reused and hasattr(pipe, "transformer"):
             _save_prequantized(pipe, prequantized)
         if spec.quantization == "fp8" and device.startswith("cuda") and hasattr(pipe, "transformer"):
-            import torch
-
-            # Weights stored in float8, computed in bf16: diffusers' layerwise casting halves their memory.
-            pipe.transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=torch.bfloat16)
+            _cast_to_fp8(pipe, ("transformer", *encoders))
             precision = "fp8"
         apply_placement(pipe, placement, device)
     pipe.set_progress_bar_config(disable=True)
@@ -152,5 +176,6 @@ def load(
             "weights_path": str(path),
             "prequantized": reused,
             "placement": placement,
+            "quantized_encoders": encoders,
         },
     )

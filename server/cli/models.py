@@ -37,7 +37,8 @@ def _device_budget(settings: Settings, args: argparse.Namespace):
 
 def _placement_cell(placement: dict) -> str:
     tiles = ", vae tiles" if placement["vae_tiling"] else ""
-    return placement["kind"].replace("_", " ") + tiles
+    encoders = ", quantized encoders" if placement["quantized_encoders"] else ""
+    return placement["kind"].replace("_", " ") + encoders + tiles
 
 
 def models(args: argparse.Namespace) -> int:
