@@ -80,6 +80,13 @@ CREATE TABLE IF NOT EXISTS model_measurements (
     load_seconds REAL NOT NULL,
     measured_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS working_measurements (
+    slug TEXT NOT NULL,
+    shape TEXT NOT NULL,
+    working_bytes INTEGER NOT NULL,
+    measured_at REAL NOT NULL,
+    PRIMARY KEY (slug, shape)
+);
 """
 
 

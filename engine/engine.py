@@ -97,7 +97,7 @@ class Engine:
         self.tokens = TokenCounter()
         self.worker = GpuWorker(
             registry, self.jobs, self.results, self.events, budget, settings, load_fn, on_loaded=self.measurements.record,
-            isolated=isolated,
+            isolated=isolated, working_measured=self.measurements.working(), on_working=self.measurements.record_working,
         )
         self.webhooks = WebhookOutbox(
             db,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -91,6 +92,7 @@ class RemoteModel:
             self.executor.call("close", self.spec.slug, self.device)
 
     def run(self, task: str, params: list[dict], inputs: list[dict], progress: Callable[..., None] | None):
+        """(results, GPU memory the run took above its start, or None): engine.worker.run_measured, there."""
         return self.executor.call("run", self.spec.slug, task, params, inputs, progress=progress)
 
 
@@ -203,8 +205,12 @@ class ExecutorProcess:
 def _serve(conn, settings: Settings) -> None:
     """The inference process: load, park, run and close models as the server asks, one request at a time."""
     die_with_parent()
+    # Before torch loads OpenMP: idle OpenMP threads sleep instead of spinning. On a few cores shared with the
+    # server (and whatever else runs), a spinning thread holds the core its peer needs to reach the barrier:
+    # a one-text MiniLM forward took 240-420 ms instead of 30-45 ms on 2 busy cores (scripts/bench_embeddings.py).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from engine.tasks import task_named
-    from engine.worker import _as_paths, _discard, _is_oom, _release_memory
+    from engine.worker import _discard, _is_oom, _release_memory, run_measured
     from model_registry import ModelRegistry, WeightsLocator
 
     registry = ModelRegistry.from_files(WeightsLocator(settings.models_dir), settings.config_file)
@@ -231,12 +237,8 @@ def _serve(conn, settings: Settings) -> None:
         models[slug].park()
         _release_memory(device)
 
-    def run(slug: str, name: str, params: list[dict], inputs: list[dict]) -> list:
-        task = task_named(name)
-        typed = [task.typed(p, _as_paths(i)) for p, i in zip(params, inputs)]
-        if len(typed) > 1:
-            return task.pipeline.run_batch(models[slug], typed)
-        return [task.pipeline.run(models[slug], typed[0], report)]
+    def run(slug: str, name: str, params: list[dict], inputs: list[dict]) -> tuple[list, int | None]:
+        return run_measured(task_named(name), models[slug], params, inputs, report)
 
     operations: dict[str, Callable[..., Any]] = {
         "load": load,

@@ -1,5 +1,6 @@
-"""What each model was measured to take when it last loaded here: device memory and load time, kept for
-``drylocal models`` to show beside the estimates."""
+"""What each model was measured to take here: device memory and load time when it last loaded, kept for
+``drylocal models`` to show beside the estimates; and the working memory of its jobs per shape
+(engine/working_memory.py), which the worker plans with across restarts."""
 
 from __future__ import annotations
 
@@ -29,6 +30,20 @@ class MeasurementStore:
             "load_seconds = excluded.load_seconds, measured_at = excluded.measured_at",
             (slug, memory_bytes, load_seconds, time.time()),
         )
+
+    def record_working(self, slug: str, shape: str, working_bytes: int) -> None:
+        """The largest peak seen for the shape: one job may have peaked less than the next will."""
+        self.db.execute(
+            "INSERT INTO working_measurements (slug, shape, working_bytes, measured_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(slug, shape) DO UPDATE SET working_bytes = MAX(working_bytes, excluded.working_bytes), "
+            "measured_at = excluded.measured_at",
+            (slug, shape, working_bytes, time.time()),
+        )
+
+    def working(self) -> dict[tuple[str, str], int]:
+        """(slug, shape) -> the largest working memory measured for it."""
+        rows = self.db.query("SELECT slug, shape, working_bytes FROM working_measurements")
+        return {(row["slug"], row["shape"]): row["working_bytes"] for row in rows}
 
     def all(self) -> dict[str, Measurement]:
         rows = self.db.query("SELECT slug, memory_bytes, load_seconds FROM model_measurements")

@@ -15,14 +15,17 @@
   offloaded model holds while resident). A job whose model is parked takes it back (``unpark``): a copy
   to the device, not a load from disk.
 - A job whose model cannot fit even alone in the budget fails at once, as does one whose model has no
-  placement (``refusal``). ``need_bytes`` is the model's placement's GPU need (offloaded models need less
-  than their weights).
+  placement (``refusal``). ``need_bytes`` is what the job takes with its model loaded: the model's weights on
+  the GPU (an offloaded model's placement need) plus the job's own working memory (engine/working_memory.py).
+- Weights + the job's working memory, never weights alone: a job whose model is resident runs only when its
+  ``working_bytes`` fit beside every resident model's weights; idle models leave (LRU, parked where they can)
+  to make the room, as for a load.
 - Batchable jobs of the same model and task run together, up to ``max_batch`` inputs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 __all__ = ("ParkedModel", "Plan", "QueuedJob", "ResidentModel", "expired_models", "fair_order", "plan")
 
@@ -43,6 +46,8 @@ class QueuedJob:
     """Whose job it is: the turns of the fair order."""
     host_bytes: int = 0
     """Host RAM its model holds while resident (an offloaded pipeline's weights); counts in the host budget."""
+    working_bytes: int = 0
+    """GPU memory the job takes above its resident model's ``memory_bytes`` while it runs (part of need_bytes)."""
 
 
 @dataclass(frozen=True)
@@ -114,27 +119,30 @@ def plan(
     if oldest.model not in loaded and now - oldest.enqueued_at < max_wait:
         chosen = next((job for job in waiting if job.model in loaded), oldest)
 
-    if chosen.model in loaded:
-        return Plan(run=_batch(chosen, waiting, max_batch), model=chosen.model, fail=too_big)
-
+    is_resident = chosen.model in loaded
+    # Resident, its weights are already counted in what the resident models hold: the job adds its working memory.
+    need = chosen.working_bytes if is_resident else chosen.need_bytes
     free = budget_bytes - sum(model.memory_bytes for model in resident)
     evict: list[str] = []
     for model in sorted(resident, key=lambda m: m.last_used):
-        if free >= chosen.need_bytes:
+        if free >= need:
             break
-        if model.leases == 0:
+        if model.leases == 0 and model.slug != chosen.model:
             evict.append(model.slug)
             free += model.memory_bytes
-    if free < chosen.need_bytes:
-        # Models in use hold the memory; wait for a lease to end rather than overcommit.
+    in_use = [m for m in resident if m.slug != chosen.model and m.slug not in evict]
+    if free < need and (in_use or not is_resident):
+        # Models in use hold the memory; wait for a lease to end rather than overcommit. (Alone on the device,
+        # a resident model runs: its need_bytes passed the budget above.)
         return Plan(fail=too_big)
     in_ram = {model.slug: model for model in parked or ()}
-    park, drop = _host_tier(chosen, [loaded[slug] for slug in evict], resident, in_ram, host_budget_bytes)
+    host_need = replace(chosen, host_bytes=0) if is_resident else chosen  # already counted among the resident
+    park, drop = _host_tier(host_need, [loaded[slug] for slug in evict], resident, in_ram, host_budget_bytes)
     return Plan(
         run=_batch(chosen, waiting, max_batch),
         model=chosen.model,
-        load=True,
-        unpark=chosen.model in in_ram,
+        load=not is_resident,
+        unpark=not is_resident and chosen.model in in_ram,
         evict=tuple(slug for slug in evict if slug not in park),
         park=park,
         drop=drop,

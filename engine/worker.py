@@ -30,7 +30,8 @@ from engine.scheduler import ParkedModel, Plan, QueuedJob, ResidentModel, expire
 from engine.settings import Settings
 from engine.tasks import TaskResult, task_named
 from model_registry import LoadedModel, ModelRegistry, ModelSpec
-from model_registry.footprint import Footprint, footprint, read_layout
+from engine.working_memory import Request, measure_peak, request_of, shape_key
+from model_registry.footprint import Footprint, footprint, job_working_bytes, read_layout
 from model_registry.placement import Placement
 from model_registry.pricing import settled_price
 
@@ -67,6 +68,8 @@ class GpuWorker:
         load_fn: Callable[[ModelSpec, str, Placement], LoadedModel] | None = None,
         on_loaded: Callable[[str, int, float], None] | None = None,
         isolated: ExecutorProcess | None = None,
+        working_measured: dict[tuple[str, str], int] | None = None,
+        on_working: Callable[[str, str, int], None] | None = None,
     ) -> None:
         self.registry = registry
         self.jobs = jobs
@@ -82,6 +85,12 @@ class GpuWorker:
         """Told (slug, memory_bytes, load_seconds) after each load, so the measurements can outlive the process."""
         self.measured: dict[str, int] = {}
         """Memory each model was measured to take when loaded; replaces the spec's estimate."""
+        self.working_measured: dict[tuple[str, str], int] = dict(working_measured or {})
+        """(slug, job shape) -> the most working memory a job of that shape took (engine/working_memory.py)."""
+        self.on_working = on_working
+        """Told (slug, shape, bytes) after each job measured alone, so the figure outlives the process."""
+        self._requests: dict[str, Request] = {}
+        """Each queued job's request (its shape), read once at enqueue."""
         self._layout = read_layout()
         self._footprints: dict[str, tuple[Footprint, Placement]] = {}
         self.load_seconds: dict[str, float] = {}
@@ -111,6 +120,10 @@ class GpuWorker:
         task = task_named(job.task)
         batchable = bool(task and task.pipeline.batchable)
         size = task.pipeline.batch_size(task.typed(job.params)) if batchable else 1
+        try:
+            self._requests[job.id] = request_of(self.registry.get(job.model), job.params, job.inputs)
+        except Exception:  # an unknown model fails at planning, with its own message
+            pass
         self._queue.append(
             QueuedJob(
                 job_id=job.id,
@@ -210,8 +223,9 @@ class GpuWorker:
         for slug in decision.park:
             await self._park(slug)
             self.evictions += 1
-        if decision.load and not (decision.unpark and await self._unpark(decision.model)):
-            if not await self._load(decision):
+        need = self._job_memory(decision.model, decision.run[0])[0]
+        if decision.load and not (decision.unpark and await self._unpark(decision.model, need)):
+            if not await self._load(decision, need):
                 return True
         await self._run(decision)
         return True
@@ -225,11 +239,15 @@ class GpuWorker:
         self._parked = {slug: p for slug, p in self._parked.items() if not p.loaded.gone}
 
     def _queue_view(self) -> list[QueuedJob]:
-        """The queue with what each job's model needs as of now (placements change as models load)."""
-        return [
-            replace(q, need_bytes=self._need(q.model), refusal=self._refusal(q.model), host_bytes=self._host_held(q.model))
-            for q in self._queue
-        ]
+        """The queue with what each job needs as of now (placements change as models load, measures come in)."""
+        view = []
+        for q in self._queue:
+            need, working = self._job_memory(q.model, q.job_id)
+            view.append(
+                replace(q, need_bytes=need, working_bytes=working, refusal=self._refusal(q.model),
+                        host_bytes=self._host_held(q.model))
+            )
+        return view
 
     def _resident_view(self) -> list[ResidentModel]:
         return [
@@ -268,17 +286,34 @@ class GpuWorker:
             self._footprints[spec.slug] = fp, self.budget.place(fp)
         return self._footprints[spec.slug]
 
-    def _need(self, slug: str) -> int:
-        """GPU memory a job of ``slug`` takes: its placement's, with measured weights where it is resident."""
+    def _job_memory(self, slug: str, job_id: str) -> tuple[int, int]:
+        """(GPU memory the job takes with its model, the part of it above what the model holds resident).
+
+        Offloaded, the model's placement need already is a job's peak at the largest request, and the other
+        loaders' figure includes what they run in (their reserve): their jobs add nothing. A resident
+        offloadable pipeline holds its weights (measured once loaded) and each job adds its working memory."""
         try:
             fp, placement = self._placed(slug)
         except Exception:
-            return 0
-        if placement.kind == "resident" and slug in self.measured:
-            # Offloadable pipelines add their working memory to the measured weights; the other loaders'
-            # measured figure already includes what they run in (their reserve).
-            return self.measured[slug] + (placement.working_bytes if fp.offloadable else 0)
-        return placement.gpu_bytes
+            return 0, 0
+        if placement.offloaded or placement.kind == "too_big":
+            return placement.gpu_bytes, 0
+        if not fp.offloadable:
+            return self.measured.get(slug, placement.gpu_bytes), 0
+        weights = self.measured.get(slug, placement.gpu_bytes - placement.working_bytes)
+        working = self._working(slug, job_id, placement)
+        return weights + working, working
+
+    def _working(self, slug: str, job_id: str, placement: Placement) -> int:
+        """Measured for the job's shape, else estimated at its request, else the placement's (largest request)."""
+        request = self._requests.get(job_id)
+        if request is None:
+            return placement.working_bytes
+        measured = self.working_measured.get((slug, shape_key(request)))
+        if measured is not None:
+            return measured
+        estimate = job_working_bytes(self.registry.get(slug), request, placement.vae_tiling)
+        return placement.working_bytes if estimate is None else estimate
 
     def _refusal(self, slug: str) -> str | None:
         """On a GPU, why no placement fits (the CPU keeps the scheduler's own budget message)."""
@@ -305,13 +340,16 @@ class GpuWorker:
     def _dequeue(self, job_ids) -> None:
         gone = set(job_ids)
         self._queue = [q for q in self._queue if q.job_id not in gone]
+        for job_id in gone:
+            self._requests.pop(job_id, None)
 
     # ---------------------------------------------------------------- load / unload
-    async def _load(self, decision: Plan) -> bool:
+    async def _load(self, decision: Plan, need: int) -> bool:
+        """``need``: the GPU memory the decision's job takes with the model, waited for before loading."""
         slug = decision.model
         assert slug is not None
         loop = asyncio.get_running_loop()
-        await self._wait_for_memory(self._need(slug))
+        await self._wait_for_memory(need)
         started = time.perf_counter()
         failure = None
         try:
@@ -374,14 +412,14 @@ class GpuWorker:
         self._parked[slug] = resident
         self.parks += 1
 
-    async def _unpark(self, slug: str | None) -> bool:
+    async def _unpark(self, slug: str | None, need: int) -> bool:
         """Take a parked model back onto the device (a copy); False where it is not parked or the copy
         failed (it is then dropped, and the caller loads it from disk)."""
         parked = self._parked.pop(slug, None) if slug is not None else None
         if parked is None:
             return False
         loop = asyncio.get_running_loop()
-        await self._wait_for_memory(self._need(slug))
+        await self._wait_for_memory(need)
         started = time.perf_counter()
         try:
             await loop.run_in_executor(self._executor, parked.loaded.unpark)
@@ -424,6 +462,7 @@ class GpuWorker:
     async def _run(self, decision: Plan) -> None:
         slug = decision.model
         resident = self._resident[slug]
+        request = self._requests.get(decision.run[0]) if len(decision.run) == 1 else None
         self._dequeue(decision.run)
         jobs = []
         for job_id in decision.run:
@@ -447,7 +486,7 @@ class GpuWorker:
         loop = asyncio.get_running_loop()
         resident.leases += 1
         try:
-            outputs = await loop.run_in_executor(self._executor, self._execute, task, resident.loaded, jobs)
+            outputs, peak = await loop.run_in_executor(self._executor, self._execute, task, resident.loaded, jobs)
         except JobFailure as failure:
             for job in jobs:
                 self._fail(job.id, failure.code, failure.message)
@@ -474,18 +513,29 @@ class GpuWorker:
         finally:
             resident.leases = max(0, resident.leases - 1)
             resident.last_used = time.time()
+        if peak is not None and request is not None:
+            self._record_working(slug, shape_key(request), peak)
         for job, output in zip(jobs, outputs):
             await self._finish(job, output)
 
-    def _execute(self, task, loaded, jobs: list[Job]) -> list[TaskResult]:
-        """Run the jobs' pipeline on the executor thread: here, or in the inference process."""
+    def _execute(self, task, loaded, jobs: list[Job]) -> tuple[list[TaskResult], int | None]:
+        """Run the jobs' pipeline on the executor thread, here or in the inference process: their results,
+        and the GPU memory the run took above what was allocated before it (None where not measured)."""
         progress = self._progress_reporter(jobs[0]) if len(jobs) == 1 else None
         if isinstance(loaded, RemoteModel):
             return loaded.run(task.name, [job.params for job in jobs], [job.inputs for job in jobs], progress)
-        typed = [task.typed(job.params, _as_paths(job.inputs)) for job in jobs]
-        if len(typed) > 1:
-            return task.pipeline.run_batch(loaded, typed)
-        return [task.pipeline.run(loaded, typed[0], progress)]
+        return run_measured(task, loaded, [job.params for job in jobs], [job.inputs for job in jobs], progress)
+
+    def _record_working(self, slug: str, shape: str, peak: int) -> None:
+        known = self.working_measured.get((slug, shape))
+        if known is not None and known >= peak:
+            return
+        self.working_measured[(slug, shape)] = peak
+        if self.on_working is not None:
+            try:
+                self.on_working(slug, shape, peak)
+            except Exception:  # the record only informs later plans; the job's result must still be stored
+                log.exception("recording the working memory of %s failed", slug)
 
     def _progress_reporter(self, job: Job):
         task = task_named(job.task)
@@ -536,6 +586,17 @@ class GpuWorker:
 
     def _publish(self, job: Job, previous: str | None) -> None:
         self.events.publish(JobEvent.of(job, previous))
+
+
+def run_measured(task, loaded: LoadedModel, params: list[dict], inputs: list[dict], progress=None):
+    """The task's pipeline over the jobs (one, or a micro-batch), with the GPU memory it took above the start."""
+    typed = [task.typed(p, _as_paths(i)) for p, i in zip(params, inputs)]
+    with measure_peak(loaded.device) as peak:
+        if len(typed) > 1:
+            outputs = task.pipeline.run_batch(loaded, typed)
+        else:
+            outputs = [task.pipeline.run(loaded, typed[0], progress)]
+    return outputs, peak.bytes
 
 
 def _as_paths(inputs: dict) -> dict:

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, NamedTuple
 
 from model_registry.spec import ModelSpec
 
@@ -37,8 +38,11 @@ __all__ = (
     "QUANTIZED_ON_GPU",
     "ComponentFootprint",
     "Footprint",
+    "Request",
     "encoders_to_quantize",
     "footprint",
+    "job_working_bytes",
+    "largest_request",
     "read_layout",
 )
 
@@ -198,6 +202,7 @@ def read_layout(path: Path = LAYOUT_FILE) -> dict[str, dict[str, tuple[int, int]
     return {slug: {c: (v["group"], v["layer"]) for c, v in parts.items()} for slug, parts in data.items()}
 
 
+@lru_cache(maxsize=None)
 def _configs(slug: str) -> dict[str, dict]:
     """component -> its config (the first network of it), for catalog slugs with configs."""
     from model_registry.weight_memory import COMPONENTS, read_config
@@ -215,31 +220,45 @@ def _guided(spec: ModelSpec) -> bool:
     return spec.feature("supports_guidance") and float(spec.limit("max_guidance", 0) or 0) > 1
 
 
-def _largest_request(spec: ModelSpec) -> tuple[int, int, int]:
-    """(width, height, frames) of the largest request the row's limits allow."""
+class Request(NamedTuple):
+    """What a job's working memory depends on."""
+
+    width: int
+    height: int
+    frames: int = 1
+    seconds: float = 0.0
+    """Audio: the clip's length."""
+    images: int = 0
+    """Input images that join the denoiser's tokens (references)."""
+
+
+def largest_request(spec: ModelSpec) -> Request:
+    """The largest request the row's limits allow: what a placement is sized for, so it holds for every job."""
     default = spec.default("width", 1024)
     width = int(spec.limit("max_width", default) or default)
     height = int(spec.limit("max_height", spec.default("height", width)) or width)
     frames = int(spec.limit("max_frames", spec.default("frames", 1)) or 1)
-    return width, height, frames
+    seconds = float(spec.limit("max_duration", spec.default("duration", 30)) or 30)
+    return Request(width, height, frames, seconds, int(spec.limit("max_input_images", 1) or 1))
 
 
-def _denoiser_working(spec: ModelSpec, family: _Denoiser, width: int) -> int:
-    w, h, frames = _largest_request(spec)
+def _denoiser_working(spec: ModelSpec, family: _Denoiser, width: int, request: Request) -> int:
+    w, h, frames = request.width, request.height, request.frames
     if family.tokens_per_second:
-        tokens = int(spec.limit("max_duration", spec.default("duration", 30)) or 30) * family.tokens_per_second
+        tokens = int(request.seconds * family.tokens_per_second)
     else:
         tokens = (w // family.pixels_per_token) * (h // family.pixels_per_token)
         if family.frames_per_token:
             tokens *= (max(frames, 1) - 1) // family.frames_per_token + 1
         if family.references:
-            tokens *= 1 + int(spec.limit("max_input_images", 1) or 1)
+            tokens *= 1 + request.images
     batch = 2 if family.batched_guidance and _guided(spec) else 1
     return DENOISER_BYTES_PER_TOKEN_CHANNEL * (tokens + family.text_tokens) * width * batch
 
 
-def _decode(spec: ModelSpec, decoder: _Decoder) -> tuple[int, int]:
-    w, h, frames = _largest_request(spec)
+def _decode(decoder: _Decoder, request: Request) -> tuple[int, int]:
+    """(whole, tiled) decode peaks at ``request``."""
+    w, h, frames = request.width, request.height, request.frames
     tile = decoder.tile
     if decoder.tile_frames:
         clip = 3 * 2 * w * h * frames
@@ -248,6 +267,29 @@ def _decode(spec: ModelSpec, decoder: _Decoder) -> tuple[int, int]:
         return whole, int(tiled * _TILE_OVERLAP) + clip
     whole = decoder.bytes_per_pixel * w * h
     return whole, int(decoder.bytes_per_pixel * min(tile, w) * min(tile, h) * _TILE_OVERLAP)
+
+
+def _job_peaks(spec: ModelSpec, request: Request) -> tuple[int, int, int]:
+    """(denoising, whole decode, tiled decode) working memory of an offloadable model's job at ``request``."""
+    configs = _configs(spec.slug)
+    denoiser = configs.get("transformer", {})
+    family = _DENOISERS.get(denoiser.get("_class_name", ""))
+    if family is None or not _width(denoiser):
+        working = max((dict(spec.memory) or {"model": spec.vram_bytes}).values()) // 10  # not modelled: a guess
+    else:
+        working = _denoiser_working(spec, family, _width(denoiser), request)
+    decoder = _DECODERS.get(configs.get("vae", {}).get("_class_name", ""))
+    decode, tiled = _decode(decoder, request) if decoder else (0, 0)
+    return working, decode, tiled
+
+
+def job_working_bytes(spec: ModelSpec, request: Request, vae_tiling: bool) -> int | None:
+    """The ESTIMATED peak working memory of one job of a resident offloadable model at ``request`` (denoising
+    or decoding, whichever is larger); None for other backends, whose loaders reserve what they run in."""
+    if spec.backend not in OFFLOADABLE_BACKENDS:
+        return None
+    working, decode, tiled = _job_peaks(spec, request)
+    return max(working, tiled if vae_tiling and tiled else decode)
 
 
 def footprint(spec: ModelSpec, layout: Mapping[str, Mapping[str, tuple[int, int]]] | None = None) -> Footprint:
@@ -265,16 +307,7 @@ def footprint(spec: ModelSpec, layout: Mapping[str, Mapping[str, tuple[int, int]
         ComponentFootprint(name, size, *split.get(name, (size, size)), sixteen_bit=not (quantized and name == "transformer"))
         for name, size in weights.items()
     )
-    configs = _configs(spec.slug)
-    denoiser = configs.get("transformer", {})
-    family = _DENOISERS.get(denoiser.get("_class_name", ""))
-    if family is None or not _width(denoiser):
-        working = max(weights.values()) // 10  # a family not modelled here: a guess until measured
-    else:
-        working = _denoiser_working(spec, family, _width(denoiser))
-    vae = configs.get("vae", {})
-    decoder = _DECODERS.get(vae.get("_class_name", ""))
-    decode, tiled = _decode(spec, decoder) if decoder else (0, 0)
+    working, decode, tiled = _job_peaks(spec, largest_request(spec))
     load = weights.get("transformer", 0) if spec.quantization in QUANTIZED_ON_GPU else 0
     whole = Footprint(spec.slug, components, working, decode, tiled, offloadable=True, load_bytes=load)
     return replace(whole, encoders_quantized=_with_quantized_encoders(spec, whole))

@@ -409,3 +409,67 @@ def test_an_fp8_placement_casts_the_named_encoders_to_float8_storage(settings, t
     assert all(m.weight.dtype == torch.bfloat16 for m in clip)
     assert loaded.extras["quantized_encoders"] == ("text_encoder_2",)
     assert cuda_calls == [("enable_model_cpu_offload", {"device": "cuda:0"})]
+
+
+# ---------------------------------------------------------------- resident: read component by component onto the GPU
+@pytest.fixture
+def resident_on_cuda(monkeypatch, cuda_calls):
+    """As cuda_calls, plus what a resident CUDA load does that needs a device: from_pretrained records its
+    options and loads on the CPU, moves to the device are recorded, and the current-device switch is a no-op."""
+    from diffusers import DiffusionPipeline
+
+    from model_registry.loaders import diffusers as loader
+
+    original = DiffusionPipeline.from_pretrained.__func__
+    seen: dict = {"moved": []}
+
+    def recording_from_pretrained(cls, path, **options):
+        seen["options"] = dict(options)
+        cpu = {k: v for k, v in options.items() if k != "device_map"}
+        return original(cls, path, **cpu)
+
+    monkeypatch.setattr(DiffusionPipeline, "from_pretrained", classmethod(recording_from_pretrained))
+    monkeypatch.setattr(DiffusionPipeline, "to", lambda self, device: seen.setdefault("pipe_to", device) and self)
+    monkeypatch.setattr(loader, "_to_device", lambda module, device: seen["moved"].append((type(module).__name__, device)) or module)
+    monkeypatch.setattr(loader, "_current_cuda_device", lambda device: __import__("contextlib").nullcontext())
+    return seen
+
+
+def test_a_resident_gpu_load_reads_each_component_straight_onto_the_device(tiny_flux, resident_on_cuda):
+    from model_registry.loaders.diffusers import load
+
+    resident = place(footprint(SPECS["Flux1schnell"], LAYOUT), 80 * GB, 64 * GB)
+    assert resident.kind == "resident"
+    load(SPECS["Flux1schnell"], tiny_flux, "cuda:0", placement=resident)
+    assert resident_on_cuda["options"]["device_map"] == "cuda" and resident_on_cuda["moved"] == []
+
+
+def test_an_offloaded_load_reads_into_ram(settings, tiny_flux, resident_on_cuda):
+    from model_registry.loaders.diffusers import load
+
+    load(SPECS["Flux1schnell"], tiny_flux, "cuda:0", placement=placed(settings, "Flux1schnell", 32))
+    assert "device_map" not in resident_on_cuda["options"]
+
+
+def test_a_resident_fp8_component_is_cast_in_ram_before_it_moves(tiny_flux, resident_on_cuda):
+    """The GPU never holds an FP8 slug's transformer (or FP8 encoder) in 16 bits: each is read in RAM, cast to
+    float8 storage, and only then moved, alone; the rest is read straight onto the device."""
+    import msgspec
+    import torch
+    from dataclasses import replace
+
+    from model_registry.loaders.diffusers import load
+
+    fp8 = msgspec.structs.replace(SPECS["Flux1schnell"], quantization="fp8")
+    placement = replace(place(footprint(fp8, LAYOUT), 80 * GB, 64 * GB), quantized_encoders=("text_encoder_2",))
+    assert placement.kind == "resident"
+    loaded = load(fp8, tiny_flux, "cuda:0", placement=placement)
+    passed = resident_on_cuda["options"]
+    assert passed["device_map"] == "cuda"
+    assert [name for name, _ in resident_on_cuda["moved"]] == ["FluxTransformer2DModel", "T5EncoderModel"]
+    for name in ("transformer", "text_encoder_2"):
+        # All but the layers diffusers' skip patterns keep in 16 bits (norms, embedders).
+        stored = [m.weight.dtype for m in passed[name].modules() if isinstance(m, torch.nn.Linear)]
+        assert stored.count(torch.float8_e4m3fn) > len(stored) / 2, (name, stored)
+        assert getattr(loaded.handle, name) is passed[name]
+    assert loaded.precision == "fp8"

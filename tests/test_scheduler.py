@@ -193,3 +193,57 @@ def test_randomised_equal_sizes_park_lru_and_reuse_ram():
     assert without[1] == 0 and with_ram[1] > 0
     assert with_ram[0] < without[0]  # swaps from RAM replace loads from disk
     assert sum(with_ram) == without[0]  # the device swaps as often; only where from differs
+
+
+# ---------------------------------------------------------------- weights + the job's working memory
+def working_job(job_id, model, weights, working, at=0.0):
+    return QueuedJob(job_id, model, "txt2img", weights + working, at, working_bytes=working)
+
+
+def test_a_resident_models_job_runs_when_its_working_memory_fits_beside_the_weights():
+    resident = [ResidentModel("A", 6 * GB, 0.0), ResidentModel("B", 2 * GB, 1.0)]
+    decision = plan([working_job("j1", "B", 2 * GB, 2 * GB)], resident, 10 * GB, 5.0, 30)
+    assert decision.run == ("j1",) and not decision.load and decision.evict == ()
+
+
+def test_a_large_job_of_a_resident_model_makes_idle_models_leave_first():
+    """Weights alone would say B can run: 6 + 2 GB of 10. Its 2048² job needs 5 GB more: A leaves (parked)."""
+    resident = [ResidentModel("A", 6 * GB, 0.0, park_bytes=6 * GB), ResidentModel("B", 2 * GB, 1.0)]
+    decision = plan([working_job("j1", "B", 2 * GB, 5 * GB)], resident, 10 * GB, 5.0, 30, host_budget_bytes=8 * GB)
+    assert decision.run == ("j1",) and not decision.load and not decision.unpark
+    assert decision.park == ("A",) and decision.evict == ()
+    dropped = plan([working_job("j1", "B", 2 * GB, 5 * GB)], resident, 10 * GB, 5.0, 30)
+    assert dropped.evict == ("A",) and dropped.park == ()
+
+
+def test_a_large_job_waits_while_the_model_it_needs_evicted_is_in_use():
+    resident = [ResidentModel("A", 6 * GB, 0.0, leases=1), ResidentModel("B", 2 * GB, 1.0)]
+    decision = plan([working_job("j1", "B", 2 * GB, 5 * GB)], resident, 10 * GB, 5.0, 30)
+    assert decision.run == () and decision.evict == ()
+
+
+def test_a_model_alone_on_the_device_runs_its_job():
+    decision = plan([working_job("j1", "B", 2 * GB, 7 * GB)], [ResidentModel("B", 4 * GB, 1.0)], 10 * GB, 5.0, 30)
+    assert decision.run == ("j1",)
+
+
+def test_randomised_jobs_never_exceed_weights_plus_their_working_memory():
+    rng = random.Random(11)
+    for seed in range(30):
+        weights = {m: rng.randint(1, 6) * GB for m in "ABCDEF"}
+        budget = 10 * GB
+        resident: dict[str, float] = {}
+        for step in range(1, 200):
+            model = rng.choice(sorted(weights))
+            working = rng.randint(0, budget - weights[model])
+            decision = plan(
+                [working_job(f"j{step}", model, weights[model], working, at=step)],
+                [ResidentModel(m, weights[m], t) for m, t in resident.items()],
+                budget, float(step), 30,
+            )
+            assert decision.run == (f"j{step}",), (seed, step)
+            for m in decision.evict:
+                del resident[m]
+            assert decision.load == (model not in resident)
+            resident[model] = float(step)
+            assert sum(weights[m] for m in resident) + working <= budget

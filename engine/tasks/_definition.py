@@ -176,7 +176,11 @@ class Task(Generic[P]):
         merged = dict(values)
         several = self._multi_file_fields
         for name, value in (inputs or {}).items():
-            merged[name] = value[0] if name not in several and isinstance(value, list) and value else value
+            if name in several:
+                # One file sent as ``images[]`` is stored as a single path, like any lone upload.
+                merged[name] = value if isinstance(value, list) else [value]
+            else:
+                merged[name] = value[0] if isinstance(value, list) and value else value
         return msgspec.convert(merged, self.params, dec_hook=_paths)
 
     def stored(self, values: dict[str, Any]) -> dict[str, Any]:

@@ -3,8 +3,11 @@
 The folder's model_index.json names the pipeline class, so one loader serves every family. On a GPU
 the transformer is quantized as the slug says, through diffusers' own bitsandbytes config; the rest
 runs in bf16. On the CPU everything is float32: bitsandbytes and bf16 kernels do not pay off there.
-The pipeline is loaded in RAM and then placed as the worker's placement says (loaders/_offload.py):
-whole on the GPU, or offloaded by component, by group or by layer; ``extras["placement"]`` records it.
+Placed as the worker's placement says (loaders/_offload.py): whole on the GPU, or offloaded by component, by
+group or by layer; ``extras["placement"]`` records it. Resident on a GPU, each component is read from disk
+straight onto it (``device_map``), one after the other, so host RAM never holds the whole model (a 19B model on
+a 32 GB desktop); a component stored in float8 is read in RAM, cast there and moved alone, so the GPU never holds
+it in 16 bits. Offloaded, the weights live in RAM anyway: the pipeline is read there and then placed.
 """
 
 from __future__ import annotations
@@ -52,15 +55,59 @@ def _options(spec: ModelSpec, device: str, encoders: tuple[str, ...] = ()) -> tu
 def _cast_to_fp8(pipe, names: tuple[str, ...]) -> None:
     """Weights stored in float8, computed in bf16: diffusers' layerwise casting halves their memory. A text
     encoder (a transformers model) takes the same hook through diffusers.hooks."""
+    for name in names:
+        _cast_module_to_fp8(getattr(pipe, name))
+
+
+def _cast_module_to_fp8(module) -> None:
     import torch
     from diffusers import hooks
 
+    if hasattr(module, "enable_layerwise_casting"):
+        module.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=torch.bfloat16)
+    else:
+        hooks.apply_layerwise_casting(module, storage_dtype=torch.float8_e4m3fn, compute_dtype=torch.bfloat16)
+
+
+def _current_cuda_device(device: str):
+    """``device_map="cuda"`` means the current CUDA device: make it the budget's own (``cuda:N``)."""
+    from contextlib import nullcontext
+
+    import torch
+
+    index = torch.device(device).index if device.startswith("cuda") else None
+    return torch.cuda.device(index) if index is not None else nullcontext()
+
+
+def _resident_on_gpu(device: str, placement: Placement | None) -> bool:
+    return device.startswith("cuda") and (placement is None or placement.kind == "resident")
+
+
+def _component_class(path: Path, name: str):
+    import importlib
+    import json
+
+    library, class_name = json.loads((path / "model_index.json").read_text())[name]
+    return getattr(importlib.import_module(library), class_name)
+
+
+def _to_device(module, device: str):
+    return module.to(device)
+
+
+def _read_cast_moved(path: Path, names: tuple[str, ...], dtype, device: str) -> dict:
+    """The float8-stored components, each read in RAM, cast there and moved to ``device`` before the next."""
+    import torch
+
+    components = {}
     for name in names:
-        module = getattr(pipe, name)
-        if hasattr(module, "enable_layerwise_casting"):
-            module.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=torch.bfloat16)
-        else:
-            hooks.apply_layerwise_casting(module, storage_dtype=torch.float8_e4m3fn, compute_dtype=torch.bfloat16)
+        module = _component_class(path, name).from_pretrained(str(path / name), dtype=dtype, local_files_only=True)
+        _cast_module_to_fp8(module)
+        components[name] = _to_device(module, device)
+        del module
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()  # the cast's 16-bit copies, before the next component is read
+    return components
 
 
 def _processor_override(path: Path) -> dict:
@@ -152,12 +199,17 @@ def load(
     reused = prequantized is not None and (prequantized / "config.json").is_file()
     if reused:
         options = _use_prequantized(options, prequantized)
-    with measured_load(device) as measured:
+    fp8 = ("transformer", *encoders) if spec.quantization == "fp8" and device.startswith("cuda") else ()
+    resident = _resident_on_gpu(device, placement)
+    with measured_load(device) as measured, _current_cuda_device(device if resident else "cpu"):
+        if resident:
+            options.update(_read_cast_moved(path, fp8, options["dtype"], device), device_map="cuda")
         pipe = DiffusionPipeline.from_pretrained(str(path), local_files_only=True, **options)
         if prequantized is not None and not reused and hasattr(pipe, "transformer"):
             _save_prequantized(pipe, prequantized)
-        if spec.quantization == "fp8" and device.startswith("cuda") and hasattr(pipe, "transformer"):
-            _cast_to_fp8(pipe, ("transformer", *encoders))
+        if fp8 and hasattr(pipe, "transformer"):
+            if not resident:
+                _cast_to_fp8(pipe, fp8)
             precision = "fp8"
         apply_placement(pipe, placement, device)
     pipe.set_progress_bar_config(disable=True)
