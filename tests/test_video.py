@@ -212,3 +212,22 @@ def test_bad_video_requests_are_422(api_video, extra, field):
 def test_img2video_needs_a_first_frame(api_video):
     response = api_video.post("img2video", data={"prompt": "x y z", "model": "TinyLtx", "width": "64", "height": "32", "frames": "9", "fps": "24", "seed": "1"})
     assert response.status_code == 422 and "first_frame_image" in response.json()["errors"]
+
+
+def test_a_condition_pipeline_run_resets_the_loaded_pipelines_offload_hooks(api_video):
+    """Offloaded by component, the loaded pipeline's hooks send the last component it ran back to RAM at the end
+    of a call; a first-frame job runs a condition pipeline over the same components, which must do the same."""
+    body = {"prompt": "waves", "model": "TinyLtx", "width": 32, "height": 32, "frames": 9, "fps": 24, "steps": 1, "seed": 8}
+    finished(api_video, api_video.post("txt2video", json=body))  # loads the model
+    (resident,) = [r for slug, r in api_video.engine.worker._resident.items() if slug == "TinyLtx"]
+    resets = []
+    pipe = resident.loaded.handle
+    pipe.maybe_free_model_hooks = lambda: resets.append("reset")
+    try:
+        finished(api_video, api_video.post("txt2video", json=body))
+        assert resets == ["reset"]  # the loaded pipeline's own call ends with it
+        files = {"first_frame_image": ("first.png", png((200, 30, 30)), "image/png")}
+        finished(api_video, api_video.post("img2video", data={**body, "frames": "9"}, files=files))
+        assert resets == ["reset", "reset"]
+    finally:
+        del pipe.maybe_free_model_hooks

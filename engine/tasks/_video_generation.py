@@ -135,6 +135,11 @@ class VideoGeneration:
                 output = pipe(output_type="pil", **kwargs)
         except ValueError as exc:  # the pipeline's own checks on sizes and frames
             raise JobFailure("INVALID_INPUT", str(exc)) from exc
+        finally:
+            if pipe is not model.handle:
+                # The condition pipeline shares the loaded one's offload hooks but not their list, so its own
+                # end-of-call reset finds none: the last component it ran (the VAE) would stay on the GPU.
+                model.handle.maybe_free_model_hooks()
         video = output.frames[0][:requested]  # the 8k+1 rounding added frames the request did not ask for
         audio, audio_rate = _soundtrack(pipe, output, given_audio, len(video) / fps)
         data = encode_mp4(video, fps, audio=audio, audio_rate=audio_rate)
