@@ -89,6 +89,9 @@ class GpuWorker:
         """(slug, job shape) -> the most working memory a job of that shape took (engine/working_memory.py)."""
         self.on_working = on_working
         """Told (slug, shape, bytes) after each job measured alone, so the figure outlives the process."""
+        self._load_floor: dict[str, int] = {}
+        """Models whose load ran out of memory: their next load plans with the whole budget (all idle models
+        leave first), so the estimate that failed once does not fail the next job the same way."""
         self._requests: dict[str, Request] = {}
         """Each queued job's request (its shape), read once at enqueue."""
         self._layout = read_layout()
@@ -296,13 +299,14 @@ class GpuWorker:
             fp, placement = self._placed(slug)
         except Exception:
             return 0, 0
+        floor = self._load_floor.get(slug, 0)
         if placement.offloaded or placement.kind == "too_big":
-            return placement.gpu_bytes, 0
+            return max(placement.gpu_bytes, floor), 0
         if not fp.offloadable:
-            return self.measured.get(slug, placement.gpu_bytes), 0
+            return max(self.measured.get(slug, placement.gpu_bytes), floor), 0
         weights = self.measured.get(slug, placement.gpu_bytes - placement.working_bytes)
         working = self._working(slug, job_id, placement)
-        return weights + working, working
+        return max(weights + working, floor), working
 
     def _working(self, slug: str, job_id: str, placement: Placement) -> int:
         """Measured for the job's shape, else estimated at its request, else the placement's (largest request)."""
@@ -364,6 +368,8 @@ class GpuWorker:
         if failure is not None:
             # Out of the except block: its traceback's frames hold what the failed load built, which the
             # release must find unreferenced.
+            if failure[0] == "OUT_OF_MEMORY":
+                self._load_floor[slug] = self.budget.budget_bytes
             self._dequeue(decision.run)
             for job_id in decision.run:
                 self._fail(job_id, *failure)
@@ -371,6 +377,7 @@ class GpuWorker:
             return False
         self.load_seconds[slug] = time.perf_counter() - started
         self.measured[slug] = loaded.memory_bytes
+        self._load_floor.pop(slug, None)  # measured now
         self.loads += 1
         self._resident[slug] = _Resident(loaded, time.time())
         if self.on_loaded is not None:

@@ -202,3 +202,32 @@ def test_oversized_upload_is_refused_before_it_is_read(settings):
             answer = conn.recv(65536).decode(errors="replace")  # answered without the 500 MB being sent
         assert answer.startswith("HTTP/1.1 413"), answer[:200]
         assert '"statusCode":413' in answer.replace(" ", "")
+
+
+def test_a_load_that_ran_out_of_memory_beside_others_is_retried_alone(settings):
+    """The estimate let EmbedB load beside EmbedA, and the card said otherwise: the next job of EmbedB does not
+    fail the same way, its load is planned with the whole budget (EmbedA leaves first)."""
+    from model_registry import ModelRegistry, WeightsLocator
+
+    add_models(settings, {"EmbedA": {}, "EmbedB": {}})
+    registry = ModelRegistry.from_files(WeightsLocator(settings.models_dir), settings.config_file)
+    budget = DeviceBudget("cpu", 400_000_000, 400_000_000)
+    resident_at_load = []
+
+    def load_like_a_full_card(spec, device, placement):
+        others = [slug for slug in api.engine.worker._resident if slug != spec.slug]
+        resident_at_load.append((spec.slug, others))
+        if spec.slug == "EmbedB" and others:
+            raise MemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")
+        return registry.load(spec, device, placement)
+
+    with running_api(settings, budget=budget, load_fn=load_like_a_full_card) as api:
+        assert api.wait(embed(api, "EmbedA").json()["data"]["request_id"])["status"] == "done"
+        failed = api.wait(embed(api, "EmbedB").json()["data"]["request_id"])
+        assert failed["status"] == "error" and failed["error_code"] == "OUT_OF_MEMORY"
+        assert api.wait(embed(api, "EmbedB").json()["data"]["request_id"])["status"] == "done"
+        assert [m.slug for m in api.engine.worker.resident()] == ["EmbedB"]
+        # Measured once loaded, it may sit beside others again.
+        assert api.wait(embed(api, "EmbedA").json()["data"]["request_id"])["status"] == "done"
+        assert sorted(m.slug for m in api.engine.worker.resident()) == ["EmbedA", "EmbedB"]
+    assert resident_at_load == [("EmbedA", []), ("EmbedB", ["EmbedA"]), ("EmbedB", []), ("EmbedA", ["EmbedB"])]
