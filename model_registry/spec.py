@@ -144,6 +144,8 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     loras: tuple[Lora, ...] = ()
     languages: tuple[Language, ...] = ()
     price: Price
+    weights_note: str = ""
+    """Where the published weights differ from what ``quantization`` names: how they get there at load."""
     keep_alive_seconds: float | None = None
     """Idle time before unloading: None = the server setting, -1 = never, 0 = at once."""
     aliases: tuple[str, ...] = ()

@@ -131,6 +131,9 @@ class ModelResource(Struct):
     available: Annotated[bool, Meta(description="Installed, and this build has the backend that runs it.")]
     unavailable_reason: str | None
     quantization: str
+    weights_note: Annotated[
+        str | None, Meta(description="How the published weights become `quantization` at load, where they differ.")
+    ]
     memory_estimate_bytes: int
     memory_bytes: Annotated[int | None, Meta(description="Measured once the model has been loaded.")]
     load_seconds: float | None

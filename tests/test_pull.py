@@ -263,13 +263,14 @@ def test_an_ltx2_repo_leaves_the_root_checkpoints_on_the_hub_and_loads(home, ltx
     from model_registry.catalog import builtin_specs
     from model_registry.loaders.diffusers import load
 
-    with fake_hub({"Lightricks/LTX-2": ltx2_repo}) as (endpoint, requests):
+    spec = next(spec for spec in builtin_specs() if spec.slug == "Ltx2_19B_Dist_FP8")
+    repo_id = spec.source.repo_id
+    with fake_hub({repo_id: ltx2_repo}) as (endpoint, requests):
         assert main(["pull", "Ltx2_19B_Dist_FP8", "--endpoint", endpoint]) == 0
-    pulled = home / "models" / "Lightricks--LTX-2"
+    pulled = home / "models" / repo_id.replace("/", "--")
     assert not LTX2_ROOT_CHECKPOINTS & (fetched(requests) | installed(pulled))
     assert not any(name.startswith("latent_upsampler/") for name in installed(pulled))
     assert "6 files (7.3 MB) left on the hub" in capsys.readouterr().err
-    spec = next(spec for spec in builtin_specs() if spec.slug == "Ltx2_19B_Dist_FP8")
     loaded = load(spec, pulled, "cpu")
     assert loaded.extras["pipeline_class"] == "LTX2Pipeline"
 

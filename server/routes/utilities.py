@@ -127,6 +127,7 @@ def model_info(engine: Engine, spec: ModelSpec, serving: Serving | None = None) 
         "available": availability.runnable,
         "unavailable_reason": availability.reason or None,
         "quantization": spec.quantization,
+        "weights_note": spec.weights_note or None,
         "memory_estimate_bytes": spec.vram_bytes,
         "memory_bytes": serving.measured.get(spec.slug),
         "load_seconds": serving.load_seconds.get(spec.slug),
