@@ -144,6 +144,9 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     loras: tuple[Lora, ...] = ()
     languages: tuple[Language, ...] = ()
     price: Price
+    sigmas: tuple[float, ...] = ()
+    """The noise schedule a distilled checkpoint was trained on: a job that runs that many steps runs it (other
+    step counts keep the scheduler's own spacing)."""
     weights_note: str = ""
     """Where the published weights differ from what ``quantization`` names: how they get there at load."""
     keep_alive_seconds: float | None = None

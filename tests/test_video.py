@@ -80,7 +80,7 @@ def fetch(api, url: str) -> bytes:
 def finished(api, response) -> dict:
     assert response.status_code == 200, response.json()
     status = api.wait(response.json()["data"]["request_id"], timeout=120)
-    assert status["status"] == "done", status
+    assert status["status"] == "done", (status.get("error_code"), status.get("error_message"))
     return status
 
 

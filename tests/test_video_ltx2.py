@@ -150,3 +150,30 @@ def test_previews_read_the_middle_latent_frame_not_the_packed_tokens(tiny_ltx2):
     unpacked = _video_latents(17, (128, 64))(pipe, packed)
     assert unpacked.shape == (1, 8, frames, rows, cols)
     assert torch.equal(unpacked[0, :, 0, 0, 0], packed[0, 0])
+
+
+def test_a_distilled_model_runs_its_trained_sigmas_at_its_step_count(settings, tiny_ltx2):
+    """LTX-2 distilled was trained on 8 given sigmas; the scheduler's own spacing at 8 steps is another schedule."""
+    sigmas = [1.0, 0.99375, 0.9875, 0.98125, 0.975, 0.909375, 0.725, 0.421875]
+    register_models(
+        settings,
+        model_entry(
+            "TinyLtx2Dist", ["txt2video"], "diffusers-ltx2", tiny_ltx2,
+            {"formula": "video_seconds", "rates": {"per_second_256": 0.0017, "reference_steps": 8}},
+            limits={"min_width": 32, "max_width": 128, "min_height": 32, "max_height": 128, "resolution_step": 32,
+                    "min_steps": 1, "max_steps": 8, "min_frames": 5, "max_frames": 24, "min_fps": 24, "max_fps": 24},
+            features={"supports_guidance": True, "supports_steps": True},
+            defaults={"fps": 24, "steps": 8, "guidance": 1.0},
+            sigmas=sigmas,
+        ),
+    )
+    with running_api(settings) as api:
+        body = {**BODY, "model": "TinyLtx2Dist", "steps": 8, "frames": 5}
+        finished(api, api.post("txt2video", json=body))
+        (resident,) = api.engine.worker._resident.values()
+        scheduler = resident.loaded.handle.scheduler  # the schedule of its last run stays on it
+        ran = [scheduler.sigmas[:-1].tolist()]
+        finished(api, api.post("txt2video", json={**body, "steps": 4}))
+        ran.append(scheduler.sigmas[:-1].tolist())
+    assert ran[0] == pytest.approx(sigmas)
+    assert ran[1] == pytest.approx([1.0, 0.75, 0.5, 0.25])  # 4 steps: the pipeline's own even spacing

@@ -97,6 +97,8 @@ def diffusion_kwargs(pipe, spec, params: DiffusionParams) -> dict[str, Any]:
         "num_inference_steps": int(params.steps),
         "generator": seeded_generator(params.seed),
     }
+    if spec.sigmas and len(spec.sigmas) == int(params.steps) and "sigmas" in accepted:
+        kwargs["sigmas"] = list(spec.sigmas)
     guidance = params.guidance
     if guidance is not None and spec.feature("supports_guidance", True):
         # Qwen-Image runs real classifier-free guidance (true_cfg_scale); distilled models take guidance_scale.
