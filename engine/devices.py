@@ -10,7 +10,7 @@ from engine.settings import Settings
 from model_registry.footprint import Footprint
 from model_registry.placement import Placement, place
 
-__all__ = ("DeviceBudget", "cuda_budget", "probe_device")
+__all__ = ("DeviceBudget", "cuda_budget", "probe_device", "probe_devices")
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,29 @@ def probe_device(settings: Settings) -> DeviceBudget:
     budget = settings.memory_budget_bytes or int(total * settings.cpu_memory_fraction)
     host = settings.host_memory_budget_bytes or int(total * settings.host_memory_fraction)
     return DeviceBudget("cpu", budget, total, host_budget_bytes=budget, park_budget_bytes=max(0, host - budget))
+
+
+def probe_devices(settings: Settings) -> list[DeviceBudget]:
+    """One budget per device to drive: ``settings.devices``, else every CUDA device for ``device = "auto"``, else
+    the one ``device`` names. Offloaded weights and parked models share the machine's RAM, so its host budget is
+    split between the devices."""
+    names = list(settings.devices)
+    if not names and settings.device == "auto" and _cuda_available():
+        import torch
+
+        names = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if len(names) <= 1:
+        return [probe_device(settings.model_copy(update={"device": names[0]}) if names else settings)]
+    budgets = [probe_device(settings.model_copy(update={"device": name})) for name in names]
+    return [_share_host(b, len(budgets)) for b in budgets]
+
+
+def _share_host(budget: DeviceBudget, devices: int) -> DeviceBudget:
+    from dataclasses import replace
+
+    return replace(
+        budget, host_budget_bytes=budget.host_budget_bytes // devices, park_budget_bytes=budget.park_budget_bytes // devices
+    )
 
 
 def cuda_budget(

@@ -15,11 +15,12 @@ import time
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable, Sequence
 
 from engine.accounts import Account, AccountStore
 from engine.database import Database
-from engine.devices import DeviceBudget, probe_device
+from engine.devices import DeviceBudget, probe_devices
+from engine.dispatcher import Dispatcher
 from engine.crash_report import CrashReport
 from engine.errors import InvalidRequest, NotFound
 from engine.events import EventBus, JobEvent
@@ -73,10 +74,12 @@ class Engine:
         settings: Settings,
         registry: ModelRegistry,
         db: Database,
-        budget: DeviceBudget,
+        budget: DeviceBudget | Sequence[DeviceBudget],
         load_fn: Callable[[ModelSpec, str, Placement], LoadedModel] | None = None,
-        isolated: ExecutorProcess | None = None,
+        isolated: ExecutorProcess | Sequence[ExecutorProcess] | None = None,
     ) -> None:
+        """``budget``: the device, or one per device (a worker each); ``isolated``: the inference process, or one
+        per device."""
         self.settings = settings
         self.registry = registry
         self.db = db
@@ -95,9 +98,22 @@ class Engine:
         self.events = EventBus()
         self.rate_limiter = RateLimiter(db, configured_limits(settings.rate_limits), settings.rate_limits_enabled)
         self.tokens = TokenCounter()
-        self.worker = GpuWorker(
-            registry, self.jobs, self.results, self.events, budget, settings, load_fn, on_loaded=self.measurements.record,
-            isolated=isolated, working_measured=self.measurements.working(), on_working=self.measurements.record_working,
+        budgets = [budget] if isinstance(budget, DeviceBudget) else list(budget)
+        processes = list(isolated) if isinstance(isolated, Sequence) else [isolated] * len(budgets)
+        working = self.measurements.working()
+        self.workers = [
+            GpuWorker(
+                registry, self.jobs, self.results, self.events, device, settings, load_fn,
+                on_loaded=self.measurements.record, isolated=process, working_measured=working,
+                on_working=self.measurements.record_working, on_step=self._device_changed,
+            )
+            for device, process in zip(budgets, processes, strict=True)
+        ]
+        """One worker per device; engine/dispatcher.py routes each job to one."""
+        self.dispatcher = Dispatcher(
+            lambda item: [w.view(item[0]) for w in self.workers],
+            lambda index, item: self.workers[index].enqueue(item[0], started=item[1]),
+            settings.max_wait_seconds,
         )
         self.webhooks = WebhookOutbox(
             db,
@@ -117,25 +133,29 @@ class Engine:
         cls,
         settings: Settings,
         *,
-        budget: DeviceBudget | None = None,
+        budget: DeviceBudget | Sequence[DeviceBudget] | None = None,
         load_fn: Callable[[ModelSpec, str, Placement], LoadedModel] | None = None,
         registry: ModelRegistry | None = None,
     ) -> AsyncIterator["Engine"]:
         settings.ensure_dirs()
+        budgets = [budget] if isinstance(budget, DeviceBudget) else list(budget or probe_devices(settings))
         # A given loader or registry lives in this process (tests inject them): inference stays here too.
-        isolated = None
+        isolated: list[ExecutorProcess | None] = [None] * len(budgets)
         if settings.isolate_executor and load_fn is None and registry is None:
             limit = settings.executor_memory_limit_bytes
-            isolated = ExecutorProcess(settings, default_memory_limit(0.85) if limit is None else limit)
+            limit = default_memory_limit(0.85) if limit is None else limit
+            # One inference process per device; together they stay within the one limit.
+            isolated = [ExecutorProcess(settings, limit // len(budgets)) for _ in budgets]
         registry = registry or ModelRegistry.from_files(WeightsLocator(settings.models_dir), settings.config_file)
         db = Database(settings.db_path)
-        engine = cls(settings, registry, db, budget or probe_device(settings), load_fn, isolated)
+        engine = cls(settings, registry, db, budgets, load_fn, isolated)
         engine.events.bind(asyncio.get_running_loop())
         engine.events.subscribe(engine._clean_inputs)
         engine.events.subscribe(engine._wake_end_waiters)
         engine.events.subscribe(engine.webhooks.on_event)
         engine.recover()
-        engine.worker.start()
+        for worker in engine.workers:
+            worker.start()
         engine.webhooks.start()
         collector = asyncio.create_task(engine._collect_periodically(), name="drylocal-gc")
         try:
@@ -146,7 +166,8 @@ class Engine:
                 task.cancel()
             await asyncio.gather(*engine._downloads, return_exceptions=True)
             await engine.webhooks.stop()
-            await engine.worker.stop()
+            for worker in engine.workers:
+                await worker.stop()
             db.close()
 
     def _quarantine_after_crash(self) -> list[str]:
@@ -306,25 +327,40 @@ class Engine:
         """One request of ``bucket`` against the account's rate limits (RateLimited past them)."""
         self.rate_limiter.hit(account.id, account.tier, bucket)
 
+    @property
+    def worker(self) -> GpuWorker:
+        """The first device's worker (the only one on a one-device machine)."""
+        return self.workers[0]
+
     def serving(self) -> Serving:
-        """The executor as it stands: its queue, the models in memory, what loading them took."""
-        worker = self.worker
+        """The executors as they stand, every device together: queues, the models in memory, what loading took."""
+        workers = self.workers
+        deaths = [w.isolated.generation for w in workers if w.isolated is not None]
         return Serving(
-            queue_depth=worker.queue_depth,
-            device=worker.budget.device,
-            budget_bytes=worker.budget.budget_bytes,
-            resident=worker.resident(),
-            measured=dict(worker.measured),
-            load_seconds=dict(worker.load_seconds),
-            loads=worker.loads,
-            evictions=worker.evictions,
-            unparks=worker.unparks,
-            inference_process_deaths=worker.isolated.generation if worker.isolated is not None else None,
+            queue_depth=sum(w.queue_depth for w in workers) + self.dispatcher.held,
+            device=", ".join(w.budget.device for w in workers),
+            budget_bytes=sum(w.budget.budget_bytes for w in workers),
+            resident=[m for w in workers for m in w.resident()],
+            measured={slug: b for w in workers for slug, b in w.measured.items()},
+            load_seconds={slug: s for w in workers for slug, s in w.load_seconds.items()},
+            loads=sum(w.loads for w in workers),
+            evictions=sum(w.evictions for w in workers),
+            unparks=sum(w.unparks for w in workers),
+            inference_process_deaths=sum(deaths) if deaths else None,
         )
 
     def placement(self, slug: str) -> Placement:
-        """How a model is (or would be) placed on this machine's device and RAM."""
-        return self.worker.placement(slug)
+        """How a model is (or would be) placed on this machine: on its largest device."""
+        return max(self.workers, key=lambda w: w.budget.budget_bytes).placement(slug)
+
+    def _device_changed(self) -> None:
+        self.dispatcher.retry()
+
+    def _submit(self, job: Job, started: bool) -> None:
+        if len(self.workers) == 1:  # nothing to choose between
+            self.workers[0].enqueue(job, started=started)
+        else:
+            self.dispatcher.submit((job, started))
 
     def signed_url(self, relative: str) -> str:
         return self.signer.url(relative)
@@ -367,7 +403,7 @@ class Engine:
             self._downloads.add(task)
             task.add_done_callback(self._downloads.discard)
         else:
-            self.worker.enqueue(job)
+            self._submit(job, started=False)
 
     @staticmethod
     def _download_url(job: Job) -> str | None:
@@ -397,7 +433,7 @@ class Engine:
                 return
             inputs = {**job.inputs, "media": str(path)}
             self.jobs.set_inputs(job.id, inputs)
-            self.worker.enqueue(self.jobs.get(job.id), started=True)
+            self._submit(self.jobs.get(job.id), started=True)
 
     def _fail(self, job_id: str, code: str, message: str) -> None:
         job = self.jobs.get(job_id)

@@ -38,7 +38,9 @@ class Settings(BaseSettings):
     address this server by; any other ``Host`` is refused with 421, against DNS rebinding."""
 
     device: str = "auto"
-    """``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
+    """``auto`` (every CUDA device present, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
+    devices: tuple[str, ...] = ()
+    """The devices to drive, one worker each (``["cuda:0", "cuda:2"]``); empty = as ``device`` says."""
     memory_budget_bytes: int | None = None
     """Memory the scheduler may fill with models; None = device memory minus the reserve."""
     gpu_reserve_bytes: int = 1_500_000_000

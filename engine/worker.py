@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from engine.devices import DeviceBudget
+from engine.dispatcher import DeviceView
 from engine.errors import JobFailure
 from engine.events import EventBus, JobEvent
 from engine.executor_process import ExecutorDied, ExecutorProcess, RemoteModel
@@ -70,6 +71,7 @@ class GpuWorker:
         isolated: ExecutorProcess | None = None,
         working_measured: dict[tuple[str, str], int] | None = None,
         on_working: Callable[[str, str, int], None] | None = None,
+        on_step: Callable[[], None] | None = None,
     ) -> None:
         self.registry = registry
         self.jobs = jobs
@@ -88,6 +90,8 @@ class GpuWorker:
         self.working_measured: dict[tuple[str, str], int] = dict(working_measured or {})
         """(slug, job shape) -> the most working memory a job of that shape took (engine/working_memory.py)."""
         self.on_working = on_working
+        self.on_step = on_step
+        """Called after each scheduling step that did something: a device changed (engine/dispatcher.py retries)."""
         """Told (slug, shape, bytes) after each job measured alone, so the figure outlives the process."""
         self._load_floor: dict[str, int] = {}
         """Models whose load ran out of memory: their next load plans with the whole budget (all idle models
@@ -190,6 +194,11 @@ class GpuWorker:
             except Exception:  # the loop must outlive any single bad job
                 log.exception("worker step failed")
                 worked = False
+            if worked and self.on_step is not None:
+                try:
+                    self.on_step()
+                except Exception:
+                    log.exception("the step callback failed")
             if not worked:
                 self._wake.clear()
                 try:
@@ -289,7 +298,27 @@ class GpuWorker:
             self._footprints[spec.slug] = fp, self.budget.place(fp)
         return self._footprints[spec.slug]
 
+    def view(self, job: Job) -> DeviceView:
+        """This device as engine/dispatcher.py sees it for ``job``."""
+        try:
+            request = request_of(self.registry.get(job.model), job.params, job.inputs)
+        except Exception:
+            request = None
+        need, working = self._memory_of(job.model, request)
+        held = {slug: self._held(slug, r.loaded) for slug, r in self._resident.items()}
+        wanted = {q.model for q in self._queue}
+        idle = sum(b for slug, b in held.items() if self._resident[slug].leases == 0 and slug not in wanted)
+        resident = job.model in self._resident
+        running = sum(r.leases for r in self._resident.values())
+        return DeviceView(
+            self.budget.budget_bytes, sum(held.values()), idle, resident, working if resident else need,
+            len(self._queue) + running, refused=self._refusal(job.model) is not None,
+        )
+
     def _job_memory(self, slug: str, job_id: str) -> tuple[int, int]:
+        return self._memory_of(slug, self._requests.get(job_id))
+
+    def _memory_of(self, slug: str, request: Request | None) -> tuple[int, int]:
         """(GPU memory the job takes with its model, the part of it above what the model holds resident).
 
         Offloaded, the model's placement need already is a job's peak at the largest request, and the other
@@ -305,12 +334,11 @@ class GpuWorker:
         if not fp.offloadable:
             return max(self.measured.get(slug, placement.gpu_bytes), floor), 0
         weights = self.measured.get(slug, placement.gpu_bytes - placement.working_bytes)
-        working = self._working(slug, job_id, placement)
+        working = self._working(slug, request, placement)
         return max(weights + working, floor), working
 
-    def _working(self, slug: str, job_id: str, placement: Placement) -> int:
+    def _working(self, slug: str, request: Request | None, placement: Placement) -> int:
         """Measured for the job's shape, else estimated at its request, else the placement's (largest request)."""
-        request = self._requests.get(job_id)
         if request is None:
             return placement.working_bytes
         measured = self.working_measured.get((slug, shape_key(request)))
