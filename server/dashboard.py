@@ -103,6 +103,8 @@ async def dashboard_state(request: Request, engine: NamedDependency[Engine], acc
             "device": serving.device,
             "budget_bytes": serving.budget_bytes,
             "in_use_bytes": sum(m["memory_bytes"] for m in models),
+            # A crash or a memory-limit stop the API survived: the owner sees it here, not only in the log.
+            "inference_process_deaths": serving.inference_process_deaths,
         },
         "models": models,
         "bench_report": report,

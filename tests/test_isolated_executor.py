@@ -72,6 +72,8 @@ def test_a_job_that_kills_the_process_is_failed_refunded_and_the_api_goes_on(iso
         owner = {"Authorization": f"Bearer {api.new_key('owner')}"}  # /metrics wants the machine owner's key
         metrics = api.client.get("/metrics", headers=owner).text
         assert "drylocal_inference_process_deaths_total 1.0" in metrics
+        state = api.client.get("/dashboard/state", headers=api.headers).json()
+        assert state["memory"]["inference_process_deaths"] == 1
 
 
 def test_a_process_over_its_memory_limit_is_stopped_and_the_job_fails_as_out_of_memory(isolated_settings):

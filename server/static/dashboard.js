@@ -171,7 +171,8 @@ function renderModels(snapshot) {
   const { memory, models } = snapshot;
   const share = memory.budget_bytes ? Math.min(100, (100 * memory.in_use_bytes) / memory.budget_bytes) : 0;
   $("#memory-used").style.width = `${share}%`;
-  $("#memory-text").textContent = `${megabytes(memory.in_use_bytes)} of ${megabytes(memory.budget_bytes)} (${memory.device})`;
+  const deaths = memory.inference_process_deaths ? `; the inference process died ${memory.inference_process_deaths} time${memory.inference_process_deaths === 1 ? "" : "s"} (see the log)` : "";
+  $("#memory-text").textContent = `${megabytes(memory.in_use_bytes)} of ${megabytes(memory.budget_bytes)} (${memory.device})${deaths}`;
   $("#models tbody").replaceChildren(...models.map((model) => {
     const row = document.createElement("tr");
     const texts = [model.slug, megabytes(model.memory_bytes), model.busy ? "running" : `idle ${model.idle_seconds} s`, `${model.load_seconds} s`];
