@@ -3,8 +3,11 @@
 pipeline called directly in one process, same parameters, side by side.
 
     .venv/bin/python scripts/bench_images.py                      # tiny random FLUX on the CPU
-    .venv/bin/python scripts/bench_images.py --family flux --full # full-size FLUX.1 architecture,
-                                                                  # random weights (needs a GPU)
+    .venv/bin/python scripts/bench_images.py --family zimage      # tiny random Z-Image
+
+Full size, on a GPU: ``scripts/gpu_check.py --families flux1-schnell`` times FLUX.1-schnell 1024² through the
+API against the same pipeline called directly, with random weights made on the GPU (this script serves through
+``drylocal serve`` in another process, where the check's random-weights stand-in cannot reach).
 
 Prints the mean seconds per image for both, their ratio, drylocal's cold load time, and the peak
 memory of each (GPU: torch's peak allocation; CPU: the process's peak resident set).
@@ -26,22 +29,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from server.harness import ServerProcess  # noqa: E402
 
 BUILDERS = {
-    # family: (module, tiny builder, full-size builder)
-    "flux": ("tests.flux_checkpoint", "build_tiny_flux", "build_full_flux"),
-    "flux2-klein": ("tests.image_checkpoints", "build_tiny_flux2_klein", None),
-    "zimage": ("tests.image_checkpoints", "build_tiny_zimage", None),
+    # family: (module, tiny builder)
+    "flux": ("tests.flux_checkpoint", "build_tiny_flux"),
+    "flux2-klein": ("tests.image_checkpoints", "build_tiny_flux2_klein"),
+    "zimage": ("tests.image_checkpoints", "build_tiny_zimage"),
 }
 
 
-def build_checkpoint(family: str, full: bool, target: Path) -> Path:
+def build_checkpoint(family: str, target: Path) -> Path:
     import importlib
 
-    module_name, tiny, big = BUILDERS[family]
-    name = big if full else tiny
-    module = importlib.import_module(module_name)
-    if name is None or not hasattr(module, name):
-        raise SystemExit(f"no {'full-size' if full else 'tiny'} builder for {family}")
-    return getattr(module, name)(target)
+    module_name, tiny = BUILDERS[family]
+    return getattr(importlib.import_module(module_name), tiny)(target)
 
 
 def register(home: Path, slug: str, path: Path, size: int) -> None:
@@ -117,7 +116,6 @@ def drylocal_run(home: Path, slug: str, params: dict, runs: int) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--family", choices=sorted(BUILDERS), default="flux")
-    parser.add_argument("--full", action="store_true", help="full-size architecture with random weights")
     parser.add_argument("--size", type=int, default=None)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--runs", type=int, default=3)
@@ -127,21 +125,21 @@ def main() -> int:
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    size = args.size or (1024 if args.full else 64)
+    size = args.size or 64
     params = {"prompt": "a red cat on a blue sky", "width": size, "height": size, "steps": args.steps, "seed": 42}
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        path = build_checkpoint(args.family, args.full, scratch / "pipeline")
+        path = build_checkpoint(args.family, scratch / "pipeline")
         register(scratch / "home", "BenchModel", path, size)
         ours = drylocal_run(scratch / "home", "BenchModel", params, args.runs)
         theirs = direct_run(path, params, args.runs, device)
-    row = {"family": args.family, "full": args.full, "device": device, "size": size, "steps": args.steps,
+    row = {"family": args.family, "device": device, "size": size, "steps": args.steps,
            "drylocal_seconds": round(ours["seconds"], 4), "direct_seconds": round(theirs["seconds"], 4),
            "ratio": round(ours["seconds"] / theirs["seconds"], 3),
            "drylocal_load_seconds": round(ours["load_seconds"] or 0, 3), "direct_load_seconds": round(theirs["load_seconds"], 3),
            "drylocal_peak_bytes": ours["peak_bytes"], "direct_peak_bytes": theirs["peak_bytes"]}
     print(json.dumps(row, indent=2))
-    print(f"\n{args.family} {'full' if args.full else 'tiny'} {size}x{size}, {args.steps} steps on {device}: "
+    print(f"\n{args.family} tiny {size}x{size}, {args.steps} steps on {device}: "
           f"drylocal {row['drylocal_seconds']} s vs direct {row['direct_seconds']} s per image (ratio {row['ratio']})")
     if args.json:
         args.json.write_text(json.dumps(row, indent=2))

@@ -43,3 +43,9 @@ def test_rate_limits_and_mcp_tools_cover_every_routed_task():
 def test_pipelines_read_typed_parameters_not_dicts():
     for path in TASK_FOLDER.glob("*.py"):
         assert not re.search(r"params\[[\"']", path.read_text()), path.name
+
+
+def test_one_file_sent_as_a_list_field_reaches_the_pipeline_as_a_list():
+    """``images[]`` with a single file is stored as one path (engine._save_inputs); img2img still gets a list."""
+    params = TASKS["img2img"].typed({"prompt": "x", "seed": 1, "steps": 4}, {"images": "/inputs/images_0.png"})
+    assert params.images == [Path("/inputs/images_0.png")]
