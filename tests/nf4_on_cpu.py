@@ -13,8 +13,8 @@ __all__ = ("nf4_patches",)
 def _decided_as_on_a_gpu(decide):
     """The loader's own precision decision, taken for a GPU while the weights stay on the CPU."""
 
-    def options(spec, device: str) -> tuple[dict, str]:
-        return decide(spec, "cuda")
+    def options(spec, device: str, encoders: tuple[str, ...] = ()) -> tuple[dict, str]:
+        return decide(spec, "cuda", encoders)
 
     return options
 
