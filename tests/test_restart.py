@@ -46,15 +46,16 @@ class Server(ServerProcess):
             return db.execute("SELECT status, attempts, progress, result_file FROM jobs WHERE id = ?", (request_id,)).fetchone()
 
     def wait_running(self, request_id: str, timeout: float = 180) -> dict:
-        """Until the job has reported progress: mid-run (the REST status stays ``processing``)."""
+        """Until the job has reported progress: mid-run. Read from the database, not request-status: that call
+        holds a running job's answer until it ends (up to status_hold_seconds), which could pass the moment."""
         deadline = time.time() + timeout
         while time.time() < deadline:
-            data = self.status(request_id)
-            if data["status"] == "processing" and data["progress"] > 0:
-                return data
-            assert data["status"] in ("pending", "processing"), data
-            time.sleep(0.05)
-        raise AssertionError(f"{request_id} never ran: {data}")
+            row = dict(self.job_row(request_id) or {"status": "pending", "progress": 0})
+            if row["status"] in ("processing", "in_progress") and row["progress"] > 0:
+                return row
+            assert row["status"] in ("pending", "processing", "in_progress"), row
+            time.sleep(0.02)
+        raise AssertionError(f"{request_id} never ran: {row}")
 
 
 @pytest.fixture
