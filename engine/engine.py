@@ -264,22 +264,13 @@ class Engine:
 
         It is still a durable job, so it is queued, scheduled, billed and recorded like any other.
         """
-        finished = asyncio.Event()
-        box: dict[str, str] = {}
-
-        async def watch(event: JobEvent) -> None:
-            if event.job_id == box.get("id") and event.status in TERMINAL:
-                finished.set()
-
-        unsubscribe = self.events.subscribe(watch)
-        try:
-            job = await self.submit(account, task, spec, params, uploads, return_inline=True)
-            box["id"] = job.id
-            if not self.jobs.get(job.id).finished:
-                await asyncio.wait_for(finished.wait(), timeout)
-        finally:
-            unsubscribe()
-        return self.jobs.get(job.id)
+        job = await self.submit(account, task, spec, params, uploads, return_inline=True)
+        # Woken by its own end (``ended``), not by a subscriber that sees every job's events: with n requests
+        # waiting, each event went through n watchers.
+        job = await self.ended(job, timeout)
+        if not job.finished:
+            raise asyncio.TimeoutError(f"job {job.id} did not end within {timeout:.0f} s")
+        return job
 
     async def ended(self, job: Job, timeout: float) -> Job:
         """The job once it has ended, or as it stands after ``timeout`` seconds (a bounded long poll)."""

@@ -207,7 +207,7 @@ def _serve(conn, settings: Settings) -> None:
     die_with_parent()
     # Before torch loads OpenMP: idle OpenMP threads sleep instead of spinning. On a few cores shared with the
     # server (and whatever else runs), a spinning thread holds the core its peer needs to reach the barrier:
-    # a one-text MiniLM forward took 240-420 ms instead of 30-45 ms on 2 busy cores (scripts/bench_embeddings.py).
+    # on 2 cores with other work running, a one-text MiniLM forward took 180-420 ms spinning, 30-45 ms sleeping.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from engine.tasks import task_named
     from engine.worker import _discard, _is_oom, _release_memory, run_measured

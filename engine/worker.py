@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
+from engine.batching import Slices
 from engine.devices import DeviceBudget
 from engine.dispatcher import DeviceView
 from engine.errors import JobFailure
@@ -112,6 +113,10 @@ class GpuWorker:
         self._queue: list[QueuedJob] = []
         self._resident: dict[str, _Resident] = {}
         self._started: set[str] = set()
+        self._slices = Slices()
+        """Jobs run a slice at a time, so the jobs that arrive meanwhile join each pass (engine/batching.py)."""
+        self._finishing: set[asyncio.Task] = set()
+        """Results being stored while the next pass runs."""
         self._served: dict[str, float] = {}
         """When each account's last job started: the turns of the scheduler's fair order."""
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drylocal-gpu")
@@ -126,7 +131,7 @@ class GpuWorker:
             self._started.add(job.id)
         task = task_named(job.task)
         batchable = bool(task and task.pipeline.batchable)
-        size = task.pipeline.batch_size(task.typed(job.params)) if batchable else 1
+        size = self._slices.queue_size(task, job.id, job.params) if batchable else 1
         try:
             self._requests[job.id] = request_of(self.registry.get(job.model), job.params, job.inputs)
         except Exception:  # an unknown model fails at planning, with its own message
@@ -176,6 +181,7 @@ class GpuWorker:
                 await self._task
             except (asyncio.CancelledError, Exception):
                 pass
+        await asyncio.gather(*self._finishing, return_exceptions=True)
         for slug in list(self._resident):
             await self._unload(slug)
         for slug in list(self._parked):
@@ -498,10 +504,17 @@ class GpuWorker:
         slug = decision.model
         resident = self._resident[slug]
         request = self._requests.get(decision.run[0]) if len(decision.run) == 1 else None
+        queued = {q.job_id: (q, self._requests.get(q.job_id)) for q in self._queue if self._slices.sliced(q.job_id)}
         self._dequeue(decision.run)
         jobs = []
         for job_id in decision.run:
-            if job_id in self._started:
+            if self._slices.begun(job_id):
+                job = self.jobs.get(job_id)
+                if job is not None and not job.finished:
+                    jobs.append(job)
+                else:  # failed or stopped between two of its slices
+                    self._slices.forget(job_id)
+            elif job_id in self._started:
                 self._started.discard(job_id)
                 if self.jobs.resume(job_id):
                     jobs.append(self.jobs.get(job_id))
@@ -551,15 +564,27 @@ class GpuWorker:
         if peak is not None and request is not None:
             self._record_working(slug, shape_key(request), peak)
         for job, output in zip(jobs, outputs):
-            await self._finish(job, output)
+            try:
+                whole = self._slices.record(task, job.id, job.params, output)
+            except JobFailure as failure:  # its time limit, checked between slices
+                self._fail(job.id, failure.code, failure.message)
+                continue
+            if whole is not None:
+                self._finish_later(job, whole)
+                continue
+            entry, shape = queued[job.id]
+            self._queue.append(replace(entry, size=self._slices.queue_size(task, job.id, job.params)))
+            if shape is not None:
+                self._requests[job.id] = shape
 
     def _execute(self, task, loaded, jobs: list[Job]) -> tuple[list[TaskResult], int | None]:
         """Run the jobs' pipeline on the executor thread, here or in the inference process: their results,
         and the GPU memory the run took above what was allocated before it (None where not measured)."""
         progress = self._progress_reporter(jobs[0]) if len(jobs) == 1 else None
+        params = [self._slices.params(task, job.id, job.params, lambda job=job: self._progress_reporter(job)) for job in jobs]
         if isinstance(loaded, RemoteModel):
-            return loaded.run(task.name, [job.params for job in jobs], [job.inputs for job in jobs], progress)
-        return run_measured(task, loaded, [job.params for job in jobs], [job.inputs for job in jobs], progress)
+            return loaded.run(task.name, params, [job.inputs for job in jobs], progress)
+        return run_measured(task, loaded, params, [job.inputs for job in jobs], progress)
 
     def _record_working(self, slug: str, shape: str, peak: int) -> None:
         known = self.working_measured.get((slug, shape))
@@ -588,6 +613,18 @@ class GpuWorker:
 
         return report
 
+    def _finish_later(self, job: Job, output: TaskResult) -> None:
+        """Store the result while the next pass runs: the device does not wait for the disk and the database
+        (a micro-batch's results took about a fifth of the time of 32 one-text clients on 2 CPU cores)."""
+        finishing = asyncio.create_task(self._finish(job, output), name=f"drylocal-finish-{job.id}")
+        self._finishing.add(finishing)
+        finishing.add_done_callback(self._finished)
+
+    def _finished(self, finishing: asyncio.Task) -> None:
+        self._finishing.discard(finishing)
+        if not finishing.cancelled() and finishing.exception() is not None:
+            log.error("storing a result failed", exc_info=finishing.exception())
+
     async def _finish(self, job: Job, output: TaskResult) -> None:
         try:
             relative = await asyncio.to_thread(self.results.write, job.id, output.filename, output.data)
@@ -615,6 +652,7 @@ class GpuWorker:
 
     def _fail(self, job_id: str, code: str, message: str) -> None:
         self._started.discard(job_id)
+        self._slices.forget(job_id)
         job = self.jobs.get(job_id)
         if job and self.jobs.fail(job_id, code, message):
             self._publish(self.jobs.get(job_id), job.status)
