@@ -565,7 +565,9 @@ class GpuWorker:
             self._record_working(slug, shape_key(request), peak)
         for job, output in zip(jobs, outputs):
             try:
-                whole = self._slices.record(task, job.id, job.params, output)
+                # Off the event loop: it reports the job's progress (the database, the events) and joins a finished
+                # job's slices, as a pipeline's own progress runs on the executor's thread.
+                whole = await asyncio.to_thread(self._slices.record, task, job.id, job.params, output)
             except JobFailure as failure:  # its time limit, checked between slices
                 self._fail(job.id, failure.code, failure.message)
                 continue
