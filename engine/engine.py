@@ -238,7 +238,7 @@ class Engine:
         if webhook_url:
             await asyncio.to_thread(self.check_webhook, account, webhook_url)
         job_id = str(uuid.uuid4())
-        inputs = await asyncio.to_thread(self._save_inputs, job_id, uploads)
+        inputs = await asyncio.to_thread(self._save_inputs, job_id, uploads) if uploads else {}
         try:
             job = self.jobs.create(
                 account,

@@ -85,6 +85,7 @@ class JobStore:
         job_id = job_id or str(uuid.uuid4())
         now = time.time()
         charged = price if account.billed else 0.0
+        params_text, inputs_text = json.dumps(params), json.dumps(inputs)
         with self.db.transaction() as db:
             if charged:
                 balance = db.execute(
@@ -99,23 +100,16 @@ class JobStore:
             db.execute(
                 "INSERT INTO jobs (id, account_id, task, model, params, inputs, status, price, charged, webhook_url,"
                 " return_inline, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    job_id,
-                    account.id,
-                    task,
-                    model,
-                    json.dumps(params),
-                    json.dumps(inputs),
-                    "pending",
-                    price,
-                    charged,
-                    webhook_url,
-                    int(return_inline),
-                    now,
-                    now,
-                ),
+                (job_id, account.id, task, model, params_text, inputs_text, "pending", price, charged, webhook_url,
+                 int(return_inline), now, now),
             )
-        return self.get(job_id)
+        # The row as written, without reading it back (a submit's one query less); decoded from the stored
+        # text, so it is the same job a later read returns.
+        return Job(
+            id=job_id, account_id=account.id, task=task, model=model, params=json.loads(params_text),
+            inputs=json.loads(inputs_text), status="pending", progress=0.0, price=price, charged=charged,
+            created_at=now, webhook_url=webhook_url, return_inline=bool(return_inline),
+        )
 
     def get(self, job_id: str) -> Job | None:
         row = self.db.query_one("SELECT * FROM jobs WHERE id = ?", (job_id,))
@@ -246,10 +240,14 @@ class JobStore:
             else:
                 requeued.append(row["id"])
         for job_id in requeued:
-            self._update(job_id, ACTIVE, "status = 'pending', progress = 0, preview = NULL, updated_at = ?", (time.time(),))
+            self.requeue(job_id)
         for job_id in failed:
             self.fail(job_id, "WORKER_TIMEOUT", "The worker stopped while running this job, and it had been retried.")
         return requeued, failed
+
+    def requeue(self, job_id: str) -> bool:
+        """A running job back to ``pending`` (its attempt counted), to run again from the start."""
+        return self._update(job_id, ACTIVE, "status = 'pending', progress = 0, preview = NULL, updated_at = ?", (time.time(),))
 
     def _update(self, job_id: str, from_states: tuple[str, ...], assignments: str, args: tuple) -> bool:
         marks = ",".join("?" * len(from_states))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import time
 from pathlib import Path
 
 from model_registry.spec import ModelSpec, Source
@@ -19,6 +20,9 @@ def default_hf_cache() -> Path:
     return Path(hf_home) / "hub"
 
 
+_FIND_KEPT_SECONDS = 2.0
+
+
 class WeightsLocator:
     """Resolves a Source to a local path without importing torch or huggingface_hub.
 
@@ -32,12 +36,23 @@ class WeightsLocator:
         self._packages: dict[str, Path] = {}
         """Where each installed package was found: a package does not move while the process runs, and
         ``find_spec`` takes the import lock (a tenth of the server's time under 32 embedding clients)."""
+        self._found: dict[tuple[str, Source], tuple[Path, float]] = {}
+        """Recent finds: every submit asks twice (runnable? tokenizer?), and a search is half a dozen
+        stats. Only finds are kept, briefly, so weights pulled or removed meanwhile are seen at once."""
 
     def find(self, spec: ModelSpec, source: Source | None = None) -> Path | None:
         source = source or spec.source
+        key = (spec.slug, source)
+        now = time.monotonic()
+        recent = self._found.get(key)
+        if recent is not None and recent[1] > now and recent[0].exists():
+            return recent[0]
         for candidate in self._candidates(spec.slug, source):
             if candidate is not None and _has_weights(candidate, source.filename):
-                return candidate / source.filename if source.filename and candidate.is_dir() else candidate
+                found = candidate / source.filename if source.filename and candidate.is_dir() else candidate
+                self._found[key] = (found, now + _FIND_KEPT_SECONDS)
+                return found
+        self._found.pop(key, None)
         return None
 
     def find_component(self, spec: ModelSpec, name: str) -> Path | None:

@@ -32,6 +32,8 @@ class FormFile:
 class RequestBody:
     fields: dict[str, Any] = field(default_factory=dict)
     files: dict[str, list[FormFile]] = field(default_factory=dict)
+    size: int = 0
+    """Bytes of a JSON body (0 for forms): a small one is cheap to check."""
 
 
 async def read_body(request: Request) -> RequestBody:
@@ -64,7 +66,7 @@ async def read_body(request: Request) -> RequestBody:
     if not isinstance(data, dict):
         raise InvalidRequest.on("body", "The request body must be a JSON object.")
     _check_values(data)
-    return RequestBody(fields=data)
+    return RequestBody(fields=data, size=len(raw))
 
 
 _MAX_DEPTH = 16

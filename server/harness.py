@@ -199,22 +199,24 @@ class ServerProcess(_Served):
     ``python -m`` (the crash tests' ``tests.fault_server`` injects faults into the same command).
     """
 
-    def __init__(self, home: Path, *, account: str = "drylocal-harness") -> None:
+    def __init__(self, home: Path, *, account: str = "drylocal-harness", root: Path = ROOT) -> None:
+        """``root``: the checkout whose code serves (a benchmark's baseline runs another one)."""
         super().__init__()
         self.home = home
+        self.root = root
         self.env = {**os.environ, "DRYLOCAL_HOME": str(home), "HF_HUB_OFFLINE": "1"}
         self.proc: subprocess.Popen | None = None
         self.key = self.cli("keys", "create", account).strip()
 
     def cli(self, *args: str) -> str:
         """A ``drylocal`` command on this data folder; what it printed."""
-        return subprocess.run([sys.executable, "-m", "server.cli", *args], env=self.env, cwd=ROOT,
+        return subprocess.run([sys.executable, "-m", "server.cli", *args], env=self.env, cwd=self.root,
                               capture_output=True, text=True, check=True).stdout
 
     def start(self, runner: str = "server.cli", timeout: float = 120.0, **env: str) -> ServerProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", runner, "serve", "--port", str(self.port), "--log-level", "warning"],
-            env={**self.env, **env}, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**self.env, **env}, cwd=self.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         deadline = time.time() + timeout
         while time.time() < deadline and self.proc.poll() is None:

@@ -49,3 +49,12 @@ def test_a_database_from_before_the_balances_table_is_filled_once(tmp_path):
     assert AccountStore(db).balance("a") == 4.75
     AccountStore(db).credit("a", 1.0)
     assert AccountStore(Database(path)).balance("a") == 5.75  # reopened: not summed twice
+
+
+def test_the_job_a_submit_returns_is_the_job_the_store_reads_back(tmp_path):
+    db = Database(tmp_path / "d.db")
+    accounts, jobs = AccountStore(db), JobStore(db)
+    account = accounts.create_account("a", tier="premium", balance=1.0)
+    made = jobs.create(account, task="txt2img", model="m", params={"prompt": "p", "size": (1, 2)},
+                       inputs={"image": "/x.png"}, price=0.25, webhook_url="https://example.com/h", return_inline=True)
+    assert made == jobs.get(made.id)  # (1, 2) comes back a list both ways, as JSON keeps it

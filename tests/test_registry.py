@@ -157,3 +157,18 @@ def test_filter_by_inference_type_accepts_client_spellings(tmp_path):
     reg = registry(tmp_path)
     assert {s.slug for s in reg.for_types(["vid2txt"])} == {"WhisperLargeV3", "WhisperBase"}
     assert {s.slug for s in reg.for_types(["img_upscale", "img-rmbg"])} == {"RealESRGAN_x4plus", "U2Netp", "Ben2", "RMBG-1.4"}
+
+
+def test_weights_removed_or_added_are_seen_at_once_despite_the_locator_remembering_finds(tmp_path):
+    folder = tmp_path / "models" / "Chatterbox"
+    reg = registry(tmp_path)
+    spec = reg.get("Chatterbox")
+    assert reg.locator.find(spec) is None
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    assert reg.locator.find(spec) == folder  # a miss is never remembered
+    assert reg.locator.find(spec) == folder
+    (folder / "config.json").unlink()
+    folder.rmdir()
+    assert reg.locator.find(spec) is None  # a remembered find is checked before it is trusted
+    assert not reg.availability(spec).installed

@@ -49,3 +49,12 @@ def test_one_file_sent_as_a_list_field_reaches_the_pipeline_as_a_list():
     """``images[]`` with a single file is stored as one path (engine._save_inputs); img2img still gets a list."""
     params = TASKS["img2img"].typed({"prompt": "x", "seed": 1, "steps": 4}, {"images": "/inputs/images_0.png"})
     assert params.images == [Path("/inputs/images_0.png")]
+
+
+def test_only_small_json_requests_without_files_or_media_urls_are_checked_on_the_event_loop():
+    embed, transcribe = TASKS["txt2embedding"], TASKS["transcribe"]
+    assert embed.checks_quickly({"input": "hi"}, {}, size=40)
+    assert not embed.checks_quickly({"input": "hi " * 2000}, {}, size=6000)  # tokenizing that takes a while
+    assert not TASKS["img2img"].checks_quickly({"prompt": "p"}, {"image": ["file"]}, size=0)
+    assert transcribe.checks_quickly({"model": "WhisperBase"}, {}, size=40)
+    assert not transcribe.checks_quickly({"source_url": "https://www.youtube.com/watch?v=x"}, {}, size=60)

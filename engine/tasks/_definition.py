@@ -105,6 +105,7 @@ class McpTool:
 
 _WEBHOOK = Field("webhook_url", "url", price="no", max_length=2048)
 _INLINE = Field("return_result_in_response", "boolean", price="no")
+_QUICK_CHECK_BYTES = 4096
 _KINDS = {str: "string", int: "integer", float: "number", bool: "boolean"}
 
 
@@ -156,6 +157,12 @@ class Task(Generic[P]):
             )
         extra = (_INLINE, _WEBHOOK) if self.inline_result else (_WEBHOOK,)
         return (*fields, *extra)
+
+    def checks_quickly(self, fields: dict[str, Any], files: dict[str, Any], size: int) -> bool:
+        """Whether checking this request is pure CPU work of well under a millisecond: no file to read, no
+        site to ask about a URL, and little text to tokenize. The routes check such requests on the event
+        loop; a hop to a thread and back cost more than the check itself."""
+        return not files and size <= _QUICK_CHECK_BYTES and not (self.download_field and fields.get(self.download_field))
 
     @property
     def needs_upload(self) -> bool:

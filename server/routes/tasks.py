@@ -10,8 +10,8 @@ from litestar.di import NamedDependency
 from litestar.handlers import HTTPRouteHandler
 
 from engine import Account, Engine
-from engine.tasks import TASKS, Task, validate
-from server.body import read_body
+from engine.tasks import TASKS, Task, Validated, validate
+from server.body import RequestBody, read_body
 from server.openapi import operation_for
 from server.responses import PriceAnswer, SubmitAnswer, responses_for
 
@@ -32,8 +32,7 @@ def task_routes(task: Task) -> list[HTTPRouteHandler]:
     )
     async def submit(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
         body = await read_body(request)
-        # Validation may read media or ask a video site about a URL: off the event loop.
-        checked = await asyncio.to_thread(validate, task, body.fields, body.files, engine, for_price=False)
+        checked = await _validated(task, body, engine, for_price=False)
         job = await engine.submit(
             account,
             task.name,
@@ -56,10 +55,17 @@ def task_routes(task: Task) -> list[HTTPRouteHandler]:
     )
     async def price(request: Request, engine: NamedDependency[Engine], account: NamedDependency[Account]) -> dict:
         body = await read_body(request)
-        checked = await asyncio.to_thread(validate, task, body.fields, body.files, engine, for_price=True)
+        checked = await _validated(task, body, engine, for_price=True)
         return {"data": {"price": engine.quote(checked.spec, checked.params)}}
 
     return [submit, price]
+
+
+async def _validated(task: Task, body: RequestBody, engine: Engine, *, for_price: bool) -> Validated:
+    if task.checks_quickly(body.fields, body.files, body.size):
+        return validate(task, body.fields, body.files, engine, for_price=for_price)
+    # Validation may read media or ask a video site about a URL: off the event loop.
+    return await asyncio.to_thread(validate, task, body.fields, body.files, engine, for_price=for_price)
 
 
 ROUTES = [handler for task in TASKS.values() if task.routes for handler in task_routes(task)]

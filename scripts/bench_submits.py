@@ -1,0 +1,151 @@
+"""Submit throughput and latency while clients poll (issue 18, goal 2), side by side with a baseline checkout.
+
+wrk (C, keep-alive, closed loop) submits txt2embedding jobs on ``--connections`` connections for
+``--seconds``; meanwhile a second wrk has ``--pollers`` connections each poll a finished job every
+``--poll-interval`` seconds, as SDK clients poll. The accepted jobs pile up behind the model (it computes
+far fewer a second than are accepted), which is the point: accepting must not wait for computing.
+
+    apt-get install wrk       # the load generator (Debian's package)
+    git clone -q . /tmp/baseline && git -C /tmp/baseline checkout -q <commit>
+    .venv/bin/python scripts/bench_submits.py --baseline /tmp/baseline [--rounds 3] [--json out.json]
+
+Each round runs the baseline then this checkout, each on a fresh data folder; ratios are the medians of
+per-round ratios (other work on a small machine swings single runs). Exit 1 on a non-2xx answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from server.harness import API, ROOT, ServerProcess  # noqa: E402
+
+_SUBMIT_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {key}"
+counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format(nil, "{api}/txt2embedding", nil, '{{"input": "text ' .. counter .. '", "model": "MiniLM_L6_v2"}}')
+end
+"""
+
+_POLL_SCRIPT = """
+wrk.headers["Authorization"] = "Bearer {key}"
+ids = {{ {ids} }}
+counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format("GET", "{api}/request-status/" .. ids[counter % #ids + 1])
+end
+delay = function()
+  return {pause_ms}
+end
+"""
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def wrk_report(output: str) -> dict:
+    """Requests/s, latency percentiles (ms) and non-2xx answers from ``wrk --latency``'s text."""
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    percentiles = {
+        int(p): float(v) * _UNITS[u] for p, v, u in re.findall(r"^\s+(50|90|99)%\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
+    }
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    return {
+        "submits_per_second": rate,
+        "submit_p50_ms": percentiles.get(50),
+        "submit_p90_ms": percentiles.get(90),
+        "submit_p99_ms": percentiles.get(99),
+        "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+        "socket_errors": sum(int(n) for n in errors.groups()) if errors else 0,
+    }
+
+
+def done_jobs(server: ServerProcess, count: int) -> list[str]:
+    """``count`` finished jobs for the pollers to poll, one each."""
+    client = server.client()
+    ids = [client.submit("txt2embedding", json={"input": f"poller {i}", "model": "MiniLM_L6_v2"}) for i in range(count)]
+    for request_id in ids:
+        client.wait(request_id)
+    return ids
+
+
+def wrk(url: str, script: Path, connections: int, seconds: int, threads: int = 2) -> subprocess.Popen:
+    return subprocess.Popen(
+        ["wrk", f"-t{min(threads, connections)}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def one_run(root: Path, args: argparse.Namespace) -> dict:
+    """Both loads come from wrk, so the client side costs little CPU and its timings are not a Python
+    client's scheduling delays on a busy machine."""
+    with tempfile.TemporaryDirectory(prefix="bench-submits-") as home, ServerProcess(Path(home), root=root) as server:
+        server.client().run("txt2embedding", json={"input": "warm up", "model": "MiniLM_L6_v2"})
+        submitting, polling = Path(home) / "submit.lua", Path(home) / "poll.lua"
+        submitting.write_text(_SUBMIT_SCRIPT.format(key=server.key, api=API))
+        ids = ", ".join(f'"{i}"' for i in done_jobs(server, args.pollers))
+        polling.write_text(_POLL_SCRIPT.format(key=server.key, api=API, ids=ids, pause_ms=int(1000 * args.poll_interval)))
+        pollers = wrk(server.url, polling, args.pollers, args.seconds + 2, threads=1)
+        time.sleep(1)  # the pollers are polling before the submits start, and until after they end
+        submitters = wrk(server.url, submitting, args.connections, args.seconds)
+        submitted, polled = submitters.communicate()[0], pollers.communicate()[0]
+    report = wrk_report(submitted)
+    polls = wrk_report(polled)
+    report.update(polls_per_second=polls["submits_per_second"], poll_p50_ms=polls["submit_p50_ms"],
+                  poll_p99_ms=polls["submit_p99_ms"], non_2xx=report["non_2xx"] + polls["non_2xx"],
+                  socket_errors=report["socket_errors"] + polls["socket_errors"])
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline", type=Path, help="another checkout to run side by side (omit: this one alone)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=10, help="wrk's submitting connections")
+    parser.add_argument("--pollers", type=int, default=50)
+    parser.add_argument("--poll-interval", type=float, default=0.5)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        sys.exit("bench_submits: wrk is not installed (apt-get install wrk)")
+    trees = {"candidate": ROOT} if args.baseline is None else {"baseline": args.baseline.resolve(), "candidate": ROOT}
+    runs: dict[str, list[dict]] = {name: [] for name in trees}
+    for round_index in range(args.rounds):
+        for name, root in trees.items():
+            runs[name].append(one_run(root, args))
+            print(f"round {round_index + 1} {name}: {json.dumps(runs[name][-1])}", file=sys.stderr)
+    summary = {
+        name: {key: statistics.median(r[key] for r in rs) for key in ("submits_per_second", "submit_p50_ms", "submit_p99_ms", "poll_p99_ms")}
+        for name, rs in runs.items()
+    }
+    if args.baseline is not None:
+        summary["candidate_over_baseline"] = {
+            key: round(statistics.median(c[key] / b[key] for b, c in zip(runs["baseline"], runs["candidate"])), 3)
+            for key in ("submits_per_second", "submit_p99_ms", "poll_p99_ms")
+        }
+    report = {"settings": {k: str(v) for k, v in vars(args).items()}, "runs": runs, "summary": summary}
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text)
+    broken = [r for rs in runs.values() for r in rs if r["non_2xx"] or r["socket_errors"]]
+    return 1 if broken else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
