@@ -1,4 +1,9 @@
-"""The SQLite file behind jobs, accounts and the ledger: WAL mode, one connection, one lock."""
+"""The SQL store behind jobs, accounts and the ledger.
+
+By default the SQLite file in the data directory (WAL mode, one connection, one lock). With
+``database_url`` set, PostgreSQL behind the same methods (engine/postgres.py), so several API processes
+can share one store. Stores write portable SQL with ``?`` placeholders; ``open_database`` picks the backend.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,15 @@ import contextlib
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator, Union
 
-__all__ = ("Database",)
+if TYPE_CHECKING:
+    from engine.postgres import PostgresDatabase
+    from engine.settings import Settings
 
-_SCHEMA = """
+__all__ = ("Database", "SqlStore", "open_database")
+
+TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS accounts (
     id TEXT PRIMARY KEY,
@@ -43,10 +52,6 @@ CREATE INDEX IF NOT EXISTS ledger_account ON ledger(account_id);
 -- Each account's balance, kept by the ledger's own inserts (the ledger is append-only): a submit reads
 -- one row instead of summing the account's whole history.
 CREATE TABLE IF NOT EXISTS balances (account_id TEXT PRIMARY KEY, amount REAL NOT NULL);
-CREATE TRIGGER IF NOT EXISTS ledger_keeps_balance AFTER INSERT ON ledger BEGIN
-    INSERT INTO balances (account_id, amount) VALUES (NEW.account_id, NEW.amount)
-    ON CONFLICT(account_id) DO UPDATE SET amount = amount + NEW.amount;
-END;
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
     account_id TEXT NOT NULL REFERENCES accounts(id),
@@ -88,9 +93,20 @@ CREATE TABLE IF NOT EXISTS working_measurements (
     PRIMARY KEY (slug, shape)
 );
 """
+"""Every table, in SQLite's type names; engine/postgres.py maps the types (REAL is 4 bytes there)."""
+
+_BALANCE_TRIGGER = """
+CREATE TRIGGER IF NOT EXISTS ledger_keeps_balance AFTER INSERT ON ledger BEGIN
+    INSERT INTO balances (account_id, amount) VALUES (NEW.account_id, NEW.amount)
+    ON CONFLICT(account_id) DO UPDATE SET amount = amount + NEW.amount;
+END;
+"""
 
 
 class Database:
+    shared = False
+    """Other processes may use this store too (PostgreSQL): events and leadership go through it."""
+
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
@@ -101,17 +117,8 @@ class Database:
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._lock = threading.RLock()
-        self._conn.executescript(_SCHEMA)
-        self._fill_balances_once()
-
-    def _fill_balances_once(self) -> None:
-        """A database from before the balances table: its ledger summed once, then the trigger keeps it."""
-        with self.transaction() as db:
-            if db.execute("SELECT 1 FROM meta WHERE key = 'balances_filled'").fetchone():
-                return
-            db.execute("DELETE FROM balances")
-            db.execute("INSERT INTO balances (account_id, amount) SELECT account_id, SUM(amount) FROM ledger GROUP BY account_id")
-            db.execute("INSERT INTO meta (key, value) VALUES ('balances_filled', '1')")
+        self._conn.executescript(TABLES + _BALANCE_TRIGGER)
+        fill_balances_once(self)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -138,6 +145,9 @@ class Database:
         with self._lock:
             return self._conn.execute(sql, args).rowcount
 
+    def has_table(self, name: str) -> bool:
+        return self.query_one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)) is not None
+
     def meta(self, key: str, default_factory) -> str:
         """A persistent value created once (e.g. the result-signing secret)."""
         with self.transaction() as db:
@@ -151,3 +161,26 @@ class Database:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+SqlStore = Union[Database, "PostgresDatabase"]
+"""What the stores are given: either backend, with the same methods."""
+
+
+def open_database(settings: Settings) -> SqlStore:
+    """PostgreSQL when ``database_url`` is set (psycopg imported only then), else the SQLite file."""
+    if settings.database_url:
+        from engine.postgres import PostgresDatabase
+
+        return PostgresDatabase(settings.database_url)
+    return Database(settings.db_path)
+
+
+def fill_balances_once(db: SqlStore) -> None:
+    """A database from before the balances table: its ledger summed once, then the trigger keeps it."""
+    with db.transaction() as tx:
+        if tx.execute("SELECT 1 FROM meta WHERE key = 'balances_filled'").fetchone():
+            return
+        tx.execute("DELETE FROM balances")
+        tx.execute("INSERT INTO balances (account_id, amount) SELECT account_id, SUM(amount) FROM ledger GROUP BY account_id")
+        tx.execute("INSERT INTO meta (key, value) VALUES ('balances_filled', '1')")

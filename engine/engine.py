@@ -15,10 +15,10 @@ import time
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Sequence
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Sequence
 
 from engine.accounts import Account, AccountStore
-from engine.database import Database
+from engine.database import Database, SqlStore, open_database
 from engine.devices import DeviceBudget, probe_devices
 from engine.dispatcher import Dispatcher
 from engine.crash_report import CrashReport
@@ -36,6 +36,10 @@ from engine.webhooks import WebhookOutbox
 from engine.worker import GpuWorker, ModelStats
 from model_registry import LoadedModel, ModelRegistry, ModelSpec, TokenCounter, WeightsLocator, price_of
 from model_registry.placement import Placement
+
+if TYPE_CHECKING:  # PostgreSQL only: psycopg is imported when a database_url is set
+    from engine.event_relay import EventRelay
+    from engine.leader import Leadership
 
 __all__ = ("Engine", "Serving", "Upload")
 
@@ -69,6 +73,13 @@ class Serving:
 
 
 class Engine:
+    runs_jobs = True
+    """This process runs the jobs and delivers the webhooks: the only process, or the leader of several
+    sharing PostgreSQL (engine/leader.py); a follower only takes submits and serves reads and sockets."""
+    _announce: Callable[[str], None] | None = None
+    """A follower's way to hand a new job to the leader (engine/event_relay.py)."""
+    _collector: asyncio.Task | None = None
+
     def __init__(
         self,
         settings: Settings,
@@ -77,9 +88,11 @@ class Engine:
         budget: DeviceBudget | Sequence[DeviceBudget],
         load_fn: Callable[[ModelSpec, str, Placement], LoadedModel] | None = None,
         isolated: ExecutorProcess | Sequence[ExecutorProcess] | None = None,
+        workers: Callable[["Engine"], Sequence[GpuWorker]] | None = None,
     ) -> None:
         """``budget``: the device, or one per device (a worker each); ``isolated``: the inference process, or one
-        per device."""
+        per device; ``workers``: builds the devices' workers instead of one GpuWorker per budget (cluster mode,
+        engine/cluster: a proxy per Ray actor that does what the dispatcher and ``serving`` ask of a GpuWorker)."""
         self.settings = settings
         self.registry = registry
         self.db = db
@@ -101,7 +114,7 @@ class Engine:
         budgets = [budget] if isinstance(budget, DeviceBudget) else list(budget)
         processes = list(isolated) if isinstance(isolated, Sequence) else [isolated] * len(budgets)
         working = self.measurements.working()
-        self.workers = [
+        self.workers = list(workers(self)) if workers is not None else [
             GpuWorker(
                 registry, self.jobs, self.results, self.events, device, settings, load_fn,
                 on_loaded=self.measurements.record, isolated=process, working_measured=working,
@@ -136,39 +149,85 @@ class Engine:
         budget: DeviceBudget | Sequence[DeviceBudget] | None = None,
         load_fn: Callable[[ModelSpec, str, Placement], LoadedModel] | None = None,
         registry: ModelRegistry | None = None,
+        workers: Callable[["Engine"], Sequence[GpuWorker]] | None = None,
     ) -> AsyncIterator["Engine"]:
         settings.ensure_dirs()
         budgets = [budget] if isinstance(budget, DeviceBudget) else list(budget or probe_devices(settings))
         # A given loader or registry lives in this process (tests inject them): inference stays here too.
         isolated: list[ExecutorProcess | None] = [None] * len(budgets)
-        if settings.isolate_executor and load_fn is None and registry is None:
+        if settings.isolate_executor and load_fn is None and registry is None and workers is None:
             limit = settings.executor_memory_limit_bytes
             limit = default_memory_limit(0.85) if limit is None else limit
             # One inference process per device; together they stay within the one limit.
             isolated = [ExecutorProcess(settings, limit // len(budgets)) for _ in budgets]
         registry = registry or ModelRegistry.from_files(WeightsLocator(settings.models_dir), settings.config_file)
-        db = Database(settings.db_path)
-        engine = cls(settings, registry, db, budgets, load_fn, isolated)
+        db = open_database(settings)
+        engine = cls(settings, registry, db, budgets, load_fn, isolated, workers)
         engine.events.bind(asyncio.get_running_loop())
         engine.events.subscribe(engine._clean_inputs)
         engine.events.subscribe(engine._wake_end_waiters)
         engine.events.subscribe(engine.webhooks.on_event)
-        engine.recover()
-        for worker in engine.workers:
-            worker.start()
-        engine.webhooks.start()
-        collector = asyncio.create_task(engine._collect_periodically(), name="drylocal-gc")
+        relay = leadership = None
+        if db.shared:  # several API processes: each hears the others' events; one leads
+            relay, leadership = await engine._join_others(db)
+        else:
+            await engine._take_lead()
         try:
             yield engine
         finally:
-            collector.cancel()
             for task in list(engine._downloads):
                 task.cancel()
             await asyncio.gather(*engine._downloads, return_exceptions=True)
-            await engine.webhooks.stop()
-            for worker in engine.workers:
-                await worker.stop()
+            await engine._stop_leading()
+            if leadership is not None:  # after the duties stop, so the next leader never overlaps them
+                await leadership.stop()
+            if relay is not None:
+                await relay.stop()
             db.close()
+
+    async def _take_lead(self) -> None:
+        """Start what one process runs: recovery of what a crash (or a dead leader) left, the workers, the
+        webhook outbox and the collector."""
+        self.runs_jobs = True
+        self.recover()
+        for worker in self.workers:
+            worker.start()
+        self.webhooks.start()
+        self._collector = asyncio.create_task(self._collect_periodically(), name="drylocal-gc")
+
+    async def _stop_leading(self) -> None:
+        if not self.runs_jobs:
+            return
+        self.runs_jobs = False
+        if self._collector is not None:
+            self._collector.cancel()
+        await self.webhooks.stop()
+        for worker in self.workers:
+            await worker.stop()
+
+    async def _join_others(self, db: SqlStore) -> tuple["EventRelay", "Leadership"]:
+        """Relay events to and from the other API processes and campaign to lead them; until elected, this
+        process hands its submits to the leader."""
+        from engine.event_relay import EventRelay
+        from engine.leader import Leadership
+
+        self.runs_jobs = False
+        relay = EventRelay(db, self.events, self._job_announced)
+        await relay.start()
+        self.events.relay_to(relay.send)
+        self._announce = relay.announce
+        leadership = Leadership(db.url, self._take_lead, self._stop_leading)
+        await leadership.start()
+        return relay, leadership
+
+    def _job_announced(self, job_id: str) -> None:
+        """A job another process took: queued here if this process leads (a duplicate is harmless, the
+        guarded start runs a job once)."""
+        if not self.runs_jobs:
+            return
+        job = self.jobs.get(job_id)
+        if job is not None and job.status == "pending":
+            self._queue(job)
 
     def _quarantine_after_crash(self) -> list[str]:
         """After the supervisor saw the last server die of a job (memory, a crash): fail what it was
@@ -389,6 +448,9 @@ class Engine:
 
     # ---------------------------------------------------------------- internals
     def _queue(self, job: Job) -> None:
+        if not self.runs_jobs and self._announce is not None:  # the leader runs it: wake its dispatcher
+            self._announce(job.id)
+            return
         if self._download_url(job) and not job.inputs.get("media"):
             task = asyncio.ensure_future(self._download(job))
             self._downloads.add(task)

@@ -1,7 +1,8 @@
 """Each job status change, published once after it is persisted, to whoever subscribed.
 
 Subscribers (the WebSocket hub, the webhook outbox, tests) are coroutines functions; a failing
-subscriber is logged and never affects the job or the other subscribers.
+subscriber is logged and never affects the job or the other subscribers. With several API processes
+(PostgreSQL) each process's bus also relays what it publishes to the others (engine/event_relay.py).
 """
 
 from __future__ import annotations
@@ -58,6 +59,11 @@ class EventBus:
     def __init__(self) -> None:
         self._subscribers: list[Subscriber] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._relay: Callable[[JobEvent], None] | None = None
+
+    def relay_to(self, send: Callable[[JobEvent], None]) -> None:
+        """Also hand every event published here to ``send``: the other API processes (engine/event_relay.py)."""
+        self._relay = send
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -78,6 +84,16 @@ class EventBus:
             self._dispatch(event)
         else:
             self._loop.call_soon_threadsafe(self._dispatch, event)
+        if self._relay is not None:
+            try:
+                self._relay(event)
+            except Exception:  # the other processes miss this one; the job and this process do not
+                log.exception("relaying a job event failed")
+
+    def deliver(self, event: JobEvent) -> None:
+        """An event another process published: to this process's subscribers only. On the engine's loop."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._dispatch(event)
 
     def _dispatch(self, event: JobEvent) -> None:
         for subscriber in list(self._subscribers):

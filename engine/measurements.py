@@ -35,7 +35,8 @@ class MeasurementStore:
         """The largest peak seen for the shape: one job may have peaked less than the next will."""
         self.db.execute(
             "INSERT INTO working_measurements (slug, shape, working_bytes, measured_at) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT(slug, shape) DO UPDATE SET working_bytes = MAX(working_bytes, excluded.working_bytes), "
+            "ON CONFLICT(slug, shape) DO UPDATE SET working_bytes = CASE WHEN excluded.working_bytes > working_measurements.working_bytes"
+            " THEN excluded.working_bytes ELSE working_measurements.working_bytes END, "
             "measured_at = excluded.measured_at",
             (slug, shape, working_bytes, time.time()),
         )

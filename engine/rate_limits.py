@@ -22,10 +22,10 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rate_windows (
     account_id TEXT NOT NULL,
     bucket TEXT NOT NULL,
-    window TEXT NOT NULL,
+    "window" TEXT NOT NULL,  -- quoted: a reserved word in PostgreSQL
     started_at REAL NOT NULL,
     count INTEGER NOT NULL,
-    PRIMARY KEY (account_id, bucket, window)
+    PRIMARY KEY (account_id, bucket, "window")
 )
 """
 
@@ -94,7 +94,7 @@ class RateLimiter:
             rows = {
                 r["window"]: r
                 for r in db.execute(
-                    "SELECT window, started_at, count FROM rate_windows WHERE account_id = ? AND bucket = ?",
+                    'SELECT "window", started_at, count FROM rate_windows WHERE account_id = ? AND bucket = ?',
                     (account_id, bucket),
                 ).fetchall()
             }
@@ -107,8 +107,8 @@ class RateLimiter:
             for window, current, fresh_start in (("minute", minute, now), ("day", day, day_start)):
                 started, count = current or (fresh_start, 0)
                 db.execute(
-                    "INSERT INTO rate_windows (account_id, bucket, window, started_at, count) VALUES (?,?,?,?,?)"
-                    " ON CONFLICT (account_id, bucket, window) DO UPDATE SET started_at = excluded.started_at,"
+                    'INSERT INTO rate_windows (account_id, bucket, "window", started_at, count) VALUES (?,?,?,?,?)'
+                    ' ON CONFLICT (account_id, bucket, "window") DO UPDATE SET started_at = excluded.started_at,'
                     " count = excluded.count",
                     (account_id, bucket, window, started, count + 1),
                 )

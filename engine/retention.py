@@ -80,4 +80,4 @@ def _remove(folder: Path) -> int:
 
 
 def _has_table(db: Database, name: str) -> bool:
-    return db.query_one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)) is not None
+    return db.has_table(name)

@@ -135,6 +135,10 @@ class Settings(BaseSettings):
     docs' array of {field, messages}."""
     initial_balance: float = 5.0
     """Credit of an account created by ``drylocal keys create`` (the hosted sign-up bonus)."""
+    database_url: str | None = None
+    """``postgresql://user@host/db``: keep jobs, accounts and the ledger in PostgreSQL, so several API
+    processes can serve one queue (needs the ``postgres`` extra and a shared ``home`` for inputs and
+    results); unset = the SQLite file ``home/drylocal.db``."""
 
     @property
     def db_path(self) -> Path:

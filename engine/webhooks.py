@@ -154,9 +154,11 @@ class WebhookOutbox:
             data.update(failed_at=_iso(job.finished_at or now), error_code=job.error_code, error_message=job.error_message)
         delivery_id = str(uuid.uuid4())
         body = json.dumps({"event": name, "delivery_id": delivery_id, "timestamp": _iso(now), "data": data}, separators=(",", ":"))
+        # One delivery per (job, event, url), however many processes saw the event (every API process
+        # hears every job's events on PostgreSQL): the first recorded wins.
         self.db.execute(
-            "INSERT OR IGNORE INTO webhook_outbox (delivery_id, account_id, job_id, event, url, body, state, next_attempt_at,"
-            " created_at) VALUES (?,?,?,?,?,?,'pending',?,?)",
+            "INSERT INTO webhook_outbox (delivery_id, account_id, job_id, event, url, body, state, next_attempt_at,"
+            " created_at) VALUES (?,?,?,?,?,?,'pending',?,?) ON CONFLICT DO NOTHING",
             (delivery_id, job.account_id, job.id, name, job.webhook_url, body, now + self.delays[0], now),
         )
         self._wake.set()
@@ -258,8 +260,8 @@ class WebhookOutbox:
         )
         self.db.execute(
             "INSERT INTO webhook_breakers (account_id, failures, opened_at) VALUES (?, 1, NULL)"
-            " ON CONFLICT(account_id) DO UPDATE SET failures = failures + 1,"
-            " opened_at = CASE WHEN failures + 1 >= ? THEN ? ELSE opened_at END",
+            " ON CONFLICT(account_id) DO UPDATE SET failures = webhook_breakers.failures + 1,"
+            " opened_at = CASE WHEN webhook_breakers.failures + 1 >= ? THEN ? ELSE webhook_breakers.opened_at END",
             (row["account_id"], BREAKER_FAILURES, now),
         )
 

@@ -7,14 +7,14 @@ import sys
 
 from engine import Settings
 from engine.accounts import TIERS, AccountStore
-from engine.database import Database
+from engine.database import open_database
 
 __all__ = ("account_store", "add_parser")
 
 
 def account_store(settings: Settings) -> AccountStore:
     settings.ensure_dirs()
-    return AccountStore(Database(settings.db_path))
+    return AccountStore(open_database(settings))
 
 
 def keys(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from engine import Settings
-from engine.database import Database
+from engine.database import open_database
 
 __all__ = ("add_parser",)
 
@@ -15,7 +15,7 @@ def gc(args: argparse.Namespace) -> int:
 
     settings = Settings.load()
     settings.ensure_dirs()
-    print(f"drylocal gc: {collect(Database(settings.db_path), settings)}")
+    print(f"drylocal gc: {collect(open_database(settings), settings)}")
     return 0
 
 
