@@ -43,6 +43,8 @@ if TYPE_CHECKING:  # PostgreSQL only: psycopg is imported when a database_url is
 
 __all__ = ("Engine", "Serving", "Upload")
 
+_PENDING_SWEEP_SECONDS = 5.0
+
 log = logging.getLogger(__name__)
 
 
@@ -79,6 +81,7 @@ class Engine:
     _announce: Callable[[str], None] | None = None
     """A follower's way to hand a new job to the leader (engine/event_relay.py)."""
     _collector: asyncio.Task | None = None
+    _sweeper: asyncio.Task | None = None
 
     def __init__(
         self,
@@ -101,6 +104,9 @@ class Engine:
         self.measurements = MeasurementStore(db)
         self._end_waiters: dict[str, set[asyncio.Future]] = {}
         """Held request-status calls, by job: woken when the job ends."""
+        self._queued: set[str] = set()
+        """Jobs handed to the workers here and not ended: a leader's sweep queues only the pending jobs that
+        are not among them."""
         self.results = ResultStore(settings.results_dir)
         self.signer = ResultSigner(
             db.meta("result_secret", lambda: secrets.token_hex(32)),
@@ -189,18 +195,22 @@ class Engine:
         """Start what one process runs: recovery of what a crash (or a dead leader) left, the workers, the
         webhook outbox and the collector."""
         self.runs_jobs = True
+        self._queued.clear()
         self.recover()
         for worker in self.workers:
             worker.start()
         self.webhooks.start()
         self._collector = asyncio.create_task(self._collect_periodically(), name="drylocal-gc")
+        if self.db.shared:
+            self._sweeper = asyncio.create_task(self._sweep_pending_periodically(), name="drylocal-pending-sweep")
 
     async def _stop_leading(self) -> None:
         if not self.runs_jobs:
             return
         self.runs_jobs = False
-        if self._collector is not None:
-            self._collector.cancel()
+        for task in (self._collector, self._sweeper):
+            if task is not None:
+                task.cancel()
         await self.webhooks.stop()
         for worker in self.workers:
             await worker.stop()
@@ -223,11 +233,19 @@ class Engine:
     def _job_announced(self, job_id: str) -> None:
         """A job another process took: queued here if this process leads (a duplicate is harmless, the
         guarded start runs a job once)."""
-        if not self.runs_jobs:
+        if not self.runs_jobs or job_id in self._queued:
             return
         job = self.jobs.get(job_id)
         if job is not None and job.status == "pending":
             self._queue(job)
+
+    async def _sweep_pending_periodically(self) -> None:
+        """The leader's catch-all for a follower's announcement it never heard (a NOTIFY is lost with the
+        listening session that should have heard it): every pending job that is not queued here is."""
+        while True:
+            await asyncio.sleep(_PENDING_SWEEP_SECONDS)
+            for job_id in self.jobs.pending_ids(before=time.time() - _PENDING_SWEEP_SECONDS):
+                self._job_announced(job_id)
 
     def _quarantine_after_crash(self) -> list[str]:
         """After the supervisor saw the last server die of a job (memory, a crash): fail what it was
@@ -354,6 +372,7 @@ class Engine:
 
     async def _wake_end_waiters(self, event: JobEvent) -> None:
         if event.status in TERMINAL:
+            self._queued.discard(event.job_id)
             for waiter in self._end_waiters.pop(event.job_id, ()):
                 if not waiter.done():
                     waiter.set_result(None)
@@ -451,6 +470,7 @@ class Engine:
         if not self.runs_jobs and self._announce is not None:  # the leader runs it: wake its dispatcher
             self._announce(job.id)
             return
+        self._queued.add(job.id)
         if self._download_url(job) and not job.inputs.get("media"):
             task = asyncio.ensure_future(self._download(job))
             self._downloads.add(task)

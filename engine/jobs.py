@@ -118,6 +118,10 @@ class JobStore:
     def pending(self) -> list[Job]:
         return [_job(r) for r in self.db.query("SELECT * FROM jobs WHERE status = 'pending' ORDER BY created_at")]
 
+    def pending_ids(self, before: float) -> list[str]:
+        """Pending jobs created before ``before``, oldest first: ids only, as a backlog may be long."""
+        return [r["id"] for r in self.db.query("SELECT id FROM jobs WHERE status = 'pending' AND created_at < ? ORDER BY created_at", (before,))]
+
     def counts(self) -> dict[str, int]:
         return {r["status"]: r["n"] for r in self.db.query("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status")}
 

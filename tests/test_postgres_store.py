@@ -232,3 +232,29 @@ def test_leadership_passes_on_when_the_leaders_session_ends(url):
         return took
 
     assert asyncio.run(scenario()) < 1.0
+
+
+def test_a_leader_runs_a_pending_job_whose_announcement_it_never_heard(url, tmp_path, monkeypatch):
+    """A follower that died between its commit and its NOTIFY leaves a pending job nobody announced: the
+    leader's sweep queues it."""
+    import engine.engine
+    from engine import Engine
+    from engine.settings import Settings
+
+    monkeypatch.setattr(engine.engine, "_PENDING_SWEEP_SECONDS", 0.5)
+    settings = Settings.load(home=tmp_path / "home", port=8000, database_url=url, isolate_executor=False)
+
+    async def scenario() -> str:
+        async with Engine.open(settings) as leader:
+            follower = PostgresDatabase(url)
+            account = AccountStore(follower).create_account("follower")
+            job = JobStore(follower).create(account, task="txt2embedding", model="MiniLM_L6_v2",
+                                            params={"input": "never announced", "tokens": 3}, inputs={}, price=0.0)
+            deadline = time.monotonic() + 30
+            while (status := leader.jobs.get(job.id).status) not in ("done", "error"):
+                assert time.monotonic() < deadline, f"the unannounced job is still {status}"
+                await asyncio.sleep(0.1)
+            follower.close()
+            return status
+
+    assert asyncio.run(scenario()) == "done"
