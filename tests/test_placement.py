@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 import re
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import pytest
 
@@ -431,7 +431,7 @@ def resident_on_cuda(monkeypatch, cuda_calls):
     monkeypatch.setattr(DiffusionPipeline, "from_pretrained", classmethod(recording_from_pretrained))
     monkeypatch.setattr(DiffusionPipeline, "to", lambda self, device: seen.setdefault("pipe_to", device) and self)
     monkeypatch.setattr(loader, "_to_device", lambda module, device: seen["moved"].append((type(module).__name__, device)) or module)
-    monkeypatch.setattr(loader, "_current_cuda_device", lambda device: __import__("contextlib").nullcontext())
+    monkeypatch.setattr(loader, "_current_cuda_device", lambda device: nullcontext())
     return seen
 
 
