@@ -106,6 +106,7 @@ END;
 class Database:
     shared = False
     """Other processes may use this store too (PostgreSQL): events and leadership go through it."""
+    _checkpointer: threading.Thread | None = None
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -150,15 +151,37 @@ class Database:
 
     def meta(self, key: str, default_factory) -> str:
         """A persistent value created once (e.g. the result-signing secret)."""
-        with self.transaction() as db:
-            row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-            if row:
-                return row["value"]
-            value = default_factory()
-            db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, value))
-            return value
+        return meta_value(self, key, default_factory)
+
+    def checkpoint_in_background(self, interval: float = 1.0) -> None:
+        """Copy the WAL back into the database file from a thread of its own, every ``interval`` seconds.
+
+        By default SQLite checkpoints inside whichever commit crosses 1000 WAL pages, fsync included; for a
+        server that commit is a submit on the event loop, and every request waiting behind it waits too
+        (20,000 submits in a row: p99 2.7 ms and a worst of 83 ms with it, 0.6 ms and 10 ms without). A
+        passive checkpoint on another connection lets writers go on meanwhile."""
+        with self._lock:
+            self._conn.execute("PRAGMA wal_autocheckpoint=0")
+        self._checkpoints_stop = threading.Event()
+        self._checkpointer = threading.Thread(target=self._checkpoint_every, args=(interval,), name="drylocal-wal-checkpoint", daemon=True)
+        self._checkpointer.start()
+
+    def _checkpoint_every(self, interval: float) -> None:
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        try:
+            while not self._checkpoints_stop.wait(interval):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error:  # busy or locked now: the next one copies what this one did not
+                    continue
+        finally:
+            conn.close()
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpoints_stop.set()
+            self._checkpointer.join()
+            self._checkpointer = None
         with self._lock:
             self._conn.close()
 
@@ -174,6 +197,16 @@ def open_database(settings: Settings) -> SqlStore:
 
         return PostgresDatabase(settings.database_url)
     return Database(settings.db_path)
+
+
+def meta_value(db: SqlStore, key: str, default_factory) -> str:
+    with db.transaction() as tx:
+        row = tx.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        if row:
+            return row["value"]
+        value = default_factory()
+        tx.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, value))
+        return value
 
 
 def fill_balances_once(db: SqlStore) -> None:

@@ -168,6 +168,8 @@ class Engine:
             isolated = [ExecutorProcess(settings, limit // len(budgets)) for _ in budgets]
         registry = registry or ModelRegistry.from_files(WeightsLocator(settings.models_dir), settings.config_file)
         db = open_database(settings)
+        if isinstance(db, Database):
+            db.checkpoint_in_background()
         engine = cls(settings, registry, db, budgets, load_fn, isolated, workers)
         engine.events.bind(asyncio.get_running_loop())
         engine.events.subscribe(engine._clean_inputs)

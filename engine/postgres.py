@@ -23,7 +23,7 @@ from typing import Any, Iterator, Sequence
 
 import psycopg
 
-from engine.database import TABLES, fill_balances_once
+from engine.database import TABLES, fill_balances_once, meta_value
 
 __all__ = ("LEADER_LOCK", "PostgresDatabase", "Row", "translate")
 
@@ -166,13 +166,7 @@ class PostgresDatabase:
 
     def meta(self, key: str, default_factory) -> str:
         """A persistent value created once (e.g. the result-signing secret)."""
-        with self.transaction() as db:
-            row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-            if row:
-                return row["value"]
-            value = default_factory()
-            db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, value))
-            return value
+        return meta_value(self, key, default_factory)
 
     def close(self) -> None:
         with self._lock:

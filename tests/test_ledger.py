@@ -58,3 +58,29 @@ def test_the_job_a_submit_returns_is_the_job_the_store_reads_back(tmp_path):
     made = jobs.create(account, task="txt2img", model="m", params={"prompt": "p", "size": (1, 2)},
                        inputs={"image": "/x.png"}, price=0.25, webhook_url="https://example.com/h", return_inline=True)
     assert made == jobs.get(made.id)  # (1, 2) comes back a list both ways, as JSON keeps it
+
+
+def _fill(db: Database) -> None:
+    accounts, jobs = AccountStore(db), JobStore(db)
+    account = accounts.create_account("a", tier="premium", balance=1.0)
+    for _ in range(600):  # about 2,000 WAL pages: past the 1,000 at which a commit would checkpoint
+        jobs.create(account, task="txt2embedding", model="m", params={"input": "x" * 8000}, inputs={}, price=0.0)
+
+
+def test_the_wal_is_checkpointed_by_a_thread_of_its_own_not_by_the_commits(tmp_path):
+    import time
+
+    quiet = Database(tmp_path / "quiet.db")
+    quiet.checkpoint_in_background(interval=3600)
+    _fill(quiet)
+    assert (tmp_path / "quiet.db").stat().st_size < 1_000_000  # the submits never paid for a checkpoint
+    quiet.close()
+
+    db = Database(tmp_path / "d.db")
+    db.checkpoint_in_background(interval=0.2)
+    _fill(db)
+    deadline = time.monotonic() + 10
+    while (tmp_path / "d.db").stat().st_size < 4_000_000:
+        assert time.monotonic() < deadline, "the background checkpoint never copied the WAL back"
+        time.sleep(0.1)
+    db.close()

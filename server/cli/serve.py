@@ -46,7 +46,7 @@ def serve(args: argparse.Namespace) -> int:
         print(f"drylocal: {slug} ready from packaged weights ({path})", flush=True)
     print(f"drylocal: serving dryAPI on {settings.base_url}/api/v1/client (data in {settings.home})", flush=True)
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, freeze_heap=True),
         host=settings.host,
         port=settings.port,
         log_level=args.log_level,
