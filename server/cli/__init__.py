@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 
-from server.cli import accounts, bench, models, pull, retention, serve
+from server.cli import accounts, bench, models, pull, retention, serve, worker
 
 __all__ = ("build_parser", "main")
 
-COMMANDS = (serve, retention, accounts, models, pull, bench)
+COMMANDS = (serve, worker, retention, accounts, models, pull, bench)
 """In the order ``drylocal --help`` lists them."""
 
 

@@ -44,9 +44,14 @@ def serve(args: argparse.Namespace) -> int:
 
     for slug, path in provision_embedded(settings.models_dir, skip=settings.embedded_skip).items():
         print(f"drylocal: {slug} ready from packaged weights ({path})", flush=True)
+    engine_options = {}
+    if args.cluster:
+        from server.cli.worker import start_cluster
+
+        engine_options["workers"] = start_cluster(settings, args.ray_host, args.ray_port)
     print(f"drylocal: serving dryAPI on {settings.base_url}/api/v1/client (data in {settings.home})", flush=True)
     uvicorn.run(
-        create_app(settings, freeze_heap=True),
+        create_app(settings, freeze_heap=True, **engine_options),
         host=settings.host,
         port=settings.port,
         log_level=args.log_level,
@@ -61,4 +66,8 @@ def add_parser(commands) -> None:
     parser.add_argument("--host")
     parser.add_argument("--port", type=int)
     parser.add_argument("--log-level", default="info")
+    parser.add_argument("--cluster", action="store_true",
+                        help="start a Ray head here and run jobs on every node that joins (pip install drylocal[cluster])")
+    parser.add_argument("--ray-host", default="127.0.0.1", help="the address Ray binds: this machine's private address")
+    parser.add_argument("--ray-port", type=int, default=6379)
     parser.set_defaults(func=serve)
