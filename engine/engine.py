@@ -457,15 +457,22 @@ class Engine:
     def _result_epoch(self, relative: str) -> str:
         """The owning account's revocation count: a revoked key ends every URL signed before it."""
         job = self.jobs.get(relative.split("/", 1)[0])
-        return str(self.accounts.revocations(job.account_id)) if job is not None else ""
+        return self._epoch_of_account(job.account_id) if job is not None else ""
 
     def result_url(self, job: Job) -> str | None:
-        return self.signer.url(job.result_file) if job.status == "done" and job.result_file else None
+        if job.status != "done" or not job.result_file:
+            return None
+        return self.signer.url(job.result_file, epoch=self._epoch_of_account(job.account_id))
 
     def alt_result_urls(self, job: Job) -> dict[str, str]:
-        if job.status != "done":
+        if job.status != "done" or not job.result_alt:
             return {}
-        return {fmt: self.signer.url(path) for fmt, path in job.result_alt.items()}
+        epoch = self._epoch_of_account(job.account_id)
+        return {fmt: self.signer.url(path, epoch=epoch) for fmt, path in job.result_alt.items()}
+
+    def _epoch_of_account(self, account_id: str) -> str:
+        """What ``_result_epoch`` finds, for a job in hand: a poll reads the job once, not once a URL."""
+        return str(self.accounts.revocations(account_id))
 
     # ---------------------------------------------------------------- internals
     def _queue(self, job: Job) -> None:

@@ -65,9 +65,10 @@ class ResultSigner:
         """The owner's state a URL is bound to (the account's revocations): when it changes, the URLs
         signed before stop working."""
 
-    def url(self, relative: str, now: float | None = None) -> str:
+    def url(self, relative: str, now: float | None = None, epoch: str | None = None) -> str:
+        """``epoch``: the owner's state when the caller knows it already (else ``epoch_of`` finds it)."""
         expires = int((now or time.time()) + self.ttl)
-        return f"{self.base_url}/results/{quote(relative)}?expires={expires}&signature={self._sign(relative, expires)}"
+        return f"{self.base_url}/results/{quote(relative)}?expires={expires}&signature={self._sign(relative, expires, epoch)}"
 
     def verify(self, relative: str, expires: str | None, signature: str | None, now: float | None = None) -> None:
         if not expires or not signature or not (expires.isascii() and expires.isdigit()):
@@ -79,7 +80,8 @@ class ResultSigner:
         if int(expires) < (now or time.time()):
             raise Forbidden("This result URL has expired.")
 
-    def _sign(self, relative: str, expires: int) -> str:
-        epoch = self.epoch_of(relative) if self.epoch_of is not None else ""
+    def _sign(self, relative: str, expires: int, epoch: str | None = None) -> str:
+        if epoch is None:
+            epoch = self.epoch_of(relative) if self.epoch_of is not None else ""
         message = f"{relative}\n{expires}\n{epoch}".encode("utf-8", "surrogatepass")
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()

@@ -257,15 +257,21 @@ class GpuWorker:
         self._parked = {slug: p for slug, p in self._parked.items() if not p.loaded.gone}
 
     def _queue_view(self) -> list[QueuedJob]:
-        """The queue with what each job needs as of now (placements change as models load, measures come in)."""
-        view = []
-        for q in self._queue:
-            need, working = self._job_memory(q.model, q.job_id)
-            view.append(
-                replace(q, need_bytes=need, working_bytes=working, refusal=self._refusal(q.model),
-                        host_bytes=self._host_held(q.model))
-            )
-        return view
+        """The queue with what each job needs as of now (placements change as models load, measures come in).
+
+        Worked out once per model and request shape, and a job whose figures did not change is passed on as it
+        is: with a backlog of thousands, a new copy of every job on every pass was most of a pass's time and
+        of the garbage collector's work."""
+        figures: dict[tuple[str, Request | None], tuple[int, int, str | None, int]] = {}
+        for index, q in enumerate(self._queue):
+            request = self._requests.get(q.job_id)
+            now = figures.get((q.model, request))
+            if now is None:
+                need, working = self._memory_of(q.model, request)
+                now = figures[(q.model, request)] = (need, working, self._refusal(q.model), self._host_held(q.model))
+            if now != (q.need_bytes, q.working_bytes, q.refusal, q.host_bytes):
+                self._queue[index] = replace(q, need_bytes=now[0], working_bytes=now[1], refusal=now[2], host_bytes=now[3])
+        return list(self._queue)
 
     def _resident_view(self) -> list[ResidentModel]:
         return [

@@ -247,3 +247,32 @@ def test_randomised_jobs_never_exceed_weights_plus_their_working_memory():
             assert decision.load == (model not in resident)
             resident[model] = float(step)
             assert sum(weights[m] for m in resident) + working <= budget
+
+
+def _fair_order_by_full_sort(queue, served):
+    """The fair order as first written (every job ranked, then one sort): the oracle for the lazy one."""
+    seen, ranked = {}, []
+    for job in sorted(queue, key=lambda j: j.enqueued_at):
+        rank = seen.get(job.account, 0)
+        seen[job.account] = rank + 1
+        ranked.append((rank, served.get(job.account, float("-inf")), job.enqueued_at, job))
+    return [item[-1] for item in sorted(ranked, key=lambda item: item[:3])]
+
+
+def test_the_fair_order_read_turn_by_turn_is_the_full_sort_to_the_tie():
+    import random
+
+    from engine.scheduler import fair_order
+
+    rng = random.Random(11)
+    for _ in range(300):
+        accounts = [f"acct{i}" for i in range(rng.randint(1, 5))]
+        queue = [
+            QueuedJob(job_id=f"j{i}", model="m", task="t", need_bytes=1, account=rng.choice(accounts),
+                      enqueued_at=float(rng.randint(0, 8)))  # many equal ages: the ties matter
+            for i in range(rng.randint(0, 40))
+        ]
+        if rng.random() < 0.5:
+            queue.sort(key=lambda job: job.enqueued_at)
+        served = {a: float(rng.choice([1, 2, 2, 5])) for a in accounts if rng.random() < 0.7}
+        assert [j.job_id for j in fair_order(queue, served)] == [j.job_id for j in _fair_order_by_full_sort(queue, served)]
