@@ -52,6 +52,15 @@ class Tally:
         self.refused: dict[int, int] = {}
 
 
+async def poll(http: httpx.AsyncClient, request_id: str) -> httpx.Response:
+    """A status poll, sent again once where the pooled connection it went out on had just been closed by the
+    server as idle (a race of the client's pool, not an answer: a poll is safe to repeat)."""
+    try:
+        return await http.get(f"{API}/request-status/{request_id}")
+    except (httpx.ReadError, httpx.RemoteProtocolError):
+        return await http.get(f"{API}/request-status/{request_id}")
+
+
 async def client_loop(http: httpx.AsyncClient, deadline: float, tally: Tally, index: int) -> None:
     sequence = 0
     while time.monotonic() < deadline:
@@ -68,7 +77,7 @@ async def client_loop(http: httpx.AsyncClient, deadline: float, tally: Tally, in
         request_id = response.json()["data"]["request_id"]
         tally.accepted.append(request_id)
         for pause in pauses(0.5, first=0.02):
-            status = await http.get(f"{API}/request-status/{request_id}")
+            status = await poll(http, request_id)
             if status.status_code >= 500:
                 tally.server_errors.append(f"GET request-status {status.status_code}")
                 break
