@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable
 if TYPE_CHECKING:
     from engine.jobs import Job
 
-__all__ = ("EventBus", "JobEvent")
+__all__ = ("EventBus", "JobEvent", "call_on")
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +76,7 @@ class EventBus:
         """Safe from any thread: delivery always happens on the engine's event loop."""
         if self._loop is None or self._loop.is_closed():
             return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is self._loop:
-            self._dispatch(event)
-        else:
-            self._loop.call_soon_threadsafe(self._dispatch, event)
+        call_on(self._loop, self._dispatch, event)
         if self._relay is not None:
             try:
                 self._relay(event)
@@ -99,6 +92,19 @@ class EventBus:
         for subscriber in list(self._subscribers):
             task = asyncio.ensure_future(subscriber(event))
             task.add_done_callback(_log_failure)
+
+
+def call_on(loop: asyncio.AbstractEventLoop, callback: Callable[..., object], *args: object) -> None:
+    """``callback(*args)`` on ``loop``: at once when called there, else handed over thread-safely (a worker's
+    executor thread reports progress this way)."""
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        callback(*args)
+    else:
+        loop.call_soon_threadsafe(callback, *args)
 
 
 def _log_failure(task: asyncio.Future) -> None:

@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from engine.cluster.messages import Failed, Finished, JobMessage, Progress, Started
+from engine.events import call_on
 from engine.jobs import ACTIVE, TERMINAL, Job
 
 __all__ = ("JobMirror", "ResultCollector", "SilentBus")
@@ -116,11 +117,4 @@ class JobMirror:
         queue = self._queues.get(message.job_id)
         if queue is None:
             return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is self._loop:
-            queue.put_nowait(message)
-        else:  # the worker's executor thread (progress)
-            self._loop.call_soon_threadsafe(queue.put_nowait, message)
+        call_on(self._loop, queue.put_nowait, message)
