@@ -128,33 +128,42 @@ class PostgresDatabase:
                 db.execute(statement)
         fill_balances_once(self)
 
+    def _session(self) -> psycopg.Connection:
+        """The connection, opened again if the server dropped it (a PostgreSQL restart, a terminated backend):
+        the request that met the break fails, the ones after it are served. Under ``_lock``."""
+        if self._conn.closed:
+            self._conn = psycopg.connect(self.url, autocommit=True, row_factory=_rows)
+        return self._conn
+
     @property
     def backend_pid(self) -> int:
         """The server process of this connection: notifications it sent carry this pid."""
-        return self._conn.info.backend_pid
+        with self._lock:
+            return self._session().info.backend_pid
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[_Transaction]:
         """A write-locking transaction (see the module docstring), so read-check-write cannot interleave."""
         with self._lock:
-            with self._conn.transaction():
-                self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
-                yield _Transaction(self._conn)
+            conn = self._session()
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+                yield _Transaction(conn)
 
     def query(self, sql: str, args: tuple = ()) -> list[Row]:
         with self._lock:
-            return self._conn.execute(translate(sql), tuple(args)).fetchall()
+            return self._session().execute(translate(sql), tuple(args)).fetchall()
 
     def query_one(self, sql: str, args: tuple = ()) -> Row | None:
         with self._lock:
-            return self._conn.execute(translate(sql), tuple(args)).fetchone()
+            return self._session().execute(translate(sql), tuple(args)).fetchone()
 
     def execute(self, sql: str, args: tuple = ()) -> int:
         if _DDL.match(sql):  # a store creating its tables: under the write lock, like the main schema
             with self.transaction() as db:
                 return db.execute(sql, args).rowcount
         with self._lock:
-            return self._conn.execute(translate(sql), tuple(args)).rowcount
+            return self._session().execute(translate(sql), tuple(args)).rowcount
 
     def has_table(self, name: str) -> bool:
         return self.query_one("SELECT to_regclass(?) IS NOT NULL AS present", (name,))["present"]
@@ -162,7 +171,7 @@ class PostgresDatabase:
     def notify(self, channel: str, payload: str) -> None:
         """Sent at once (autocommit): listeners get it after every commit before it."""
         with self._lock:
-            self._conn.execute("SELECT pg_notify(%s, %s)", (channel, payload))
+            self._session().execute("SELECT pg_notify(%s, %s)", (channel, payload))
 
     def meta(self, key: str, default_factory) -> str:
         """A persistent value created once (e.g. the result-signing secret)."""

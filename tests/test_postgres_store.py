@@ -258,3 +258,21 @@ def test_a_leader_runs_a_pending_job_whose_announcement_it_never_heard(url, tmp_
             return status
 
     assert asyncio.run(scenario()) == "done"
+
+
+def test_the_store_answers_again_after_the_server_dropped_its_session(url):
+    """A PostgreSQL restart or a terminated backend breaks the connection: the request that meets the break
+    fails, and the store opens a new session for the next one instead of failing every request after it."""
+    import psycopg
+
+    db = PostgresDatabase(url)
+    AccountStore(db).create_account("before")
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (db.backend_pid,))
+    with pytest.raises(psycopg.OperationalError):
+        db.query("SELECT 1 AS one")
+    assert db.query_one("SELECT 1 AS one")["one"] == 1
+    AccountStore(db).create_account("after")  # writes too, under the write lock
+    assert {r["name"] for r in db.query("SELECT name FROM accounts")} >= {"before", "after"}
+    db.close()
+
