@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 import uuid
 
@@ -19,6 +18,7 @@ import pytest
 
 from engine.devices import DeviceBudget
 from tests.conftest import API, live_server
+from tests.pusher_socket import Socket
 from tests.test_webhooks import Receiver
 
 # Not imported here: Ray reads its settings (the address rule, the auth mode) from the environment at import,
@@ -215,8 +215,6 @@ def test_ray_listens_on_loopback_only_and_requires_the_token(ray_cluster):
 @needs_ray
 @pytest.mark.slow
 def test_a_node_killed_mid_job_reruns_it_once_with_one_completed_webhook_and_pusher_events(ray_cluster, settings):
-    import pysher
-
     from engine.cluster.pool import ClusterPool
 
     cluster, node = ray_cluster
@@ -230,22 +228,9 @@ def test_a_node_killed_mid_job_reruns_it_once_with_one_completed_webhook_and_pus
     with live_server(settings, workers=pool.workers_for) as server:
         assert len(server.engine.workers) == 2
         key, account = server.new_key("cluster")
-        updates: list[dict] = []
-        subscribed = threading.Event()
-        client = pysher.Pusher(
-            "dryapi-api-prod-key", secure=False, custom_host="127.0.0.1", port=server.port,
-            auth_endpoint=f"{server.url}/broadcasting/auth", auth_endpoint_headers={"Authorization": f"Bearer {key}"},
-        )
-
-        def on_connect(_data) -> None:
-            channel = client.subscribe(f"private-client.{account.client_id}")
-            channel.bind("request.status.updated", lambda data: updates.append(json.loads(data)))
-            channel.bind("pusher_internal:subscription_succeeded", lambda _: subscribed.set())
-
-        client.connection.bind("pusher:connection_established", on_connect)
-        client.connect()
+        socket = Socket(server, key, account.client_id)
+        updates = socket.updates
         try:
-            assert subscribed.wait(20)
             import httpx
 
             headers = {"Authorization": f"Bearer {key}"}
@@ -303,5 +288,5 @@ def test_a_node_killed_mid_job_reruns_it_once_with_one_completed_webhook_and_pus
                 time.sleep(0.1)
             print(f"recovered {recovered:.1f} s after the node kill")
         finally:
-            client.disconnect(timeout=5)
+            socket.close()
             receiver.close()

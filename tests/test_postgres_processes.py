@@ -4,7 +4,6 @@ every job's events; killing the leader hands its duties to the other and loses n
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections import Counter
 
@@ -12,6 +11,7 @@ import pytest
 
 from server.harness import ApiClient, ServerProcess
 from tests.postgres_server import postgres  # noqa: F401  (the module's PostgreSQL server)
+from tests.pusher_socket import Socket
 from tests.test_restart import LONG_INPUT
 from tests.test_webhooks import Receiver
 
@@ -21,7 +21,6 @@ psycopg = pytest.importorskip("psycopg")
 from engine.leader import APPLICATION_NAME  # noqa: E402
 from engine.postgres import LEADER_LOCK  # noqa: E402
 
-APP_KEY = "dryapi-api-prod-key"
 
 
 def leader_pid(url: str) -> int | None:
@@ -41,35 +40,6 @@ def job_row(url: str, job_id: str) -> dict:
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute("SELECT status, progress, attempts FROM jobs WHERE id = %s", (job_id,)).fetchone()
     return {"status": row[0], "progress": row[1], "attempts": row[2]}
-
-
-class Socket:
-    """A pysher client on one server, subscribed to an account's private channel, recording its updates."""
-
-    def __init__(self, server: ServerProcess, key: str, client_id: str) -> None:
-        import pysher
-
-        self.updates: list[dict] = []
-        subscribed = threading.Event()
-        self.client = pysher.Pusher(
-            APP_KEY, secure=False, custom_host="127.0.0.1", port=server.port,
-            auth_endpoint=f"{server.url}/broadcasting/auth", auth_endpoint_headers={"Authorization": f"Bearer {key}"},
-        )
-
-        def on_connect(_data) -> None:
-            channel = self.client.subscribe(f"private-client.{client_id}")
-            channel.bind("request.status.updated", lambda data: self.updates.append(json.loads(data)))
-            channel.bind("pusher_internal:subscription_succeeded", lambda _: subscribed.set())
-
-        self.client.connection.bind("pusher:connection_established", on_connect)
-        self.client.connect()
-        assert subscribed.wait(20), "the socket never subscribed"
-
-    def statuses(self, request_id: str) -> list[str]:
-        return [u["status"] for u in list(self.updates) if u["request_id"] == request_id]
-
-    def close(self) -> None:
-        self.client.disconnect(timeout=5)
 
 
 def wait_until(condition, timeout: float, what: str) -> None:
