@@ -34,6 +34,8 @@ class JobEvent:
     error_code: str | None = None
     error_message: str | None = None
     at: float = field(default_factory=time.time)
+    webhook: bool = True
+    """Whether the job has a webhook URL (True where unknown): the outbox reads no row for a job without one."""
 
     @classmethod
     def of(cls, job: Job, previous: str | None) -> JobEvent:
@@ -49,6 +51,7 @@ class JobEvent:
             result_file=job.result_file,
             error_code=job.error_code,
             error_message=job.error_message,
+            webhook=bool(job.webhook_url),
         )
 
 

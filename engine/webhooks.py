@@ -135,7 +135,7 @@ class WebhookOutbox:
     # ---------------------------------------------------------------- recording
     async def on_event(self, event: JobEvent) -> None:
         name = EVENTS.get(event.status)
-        if name is None:  # progress events, every step of every job: no database read for them
+        if name is None or not event.webhook:  # progress events, jobs without a webhook: no database read for them
             return
         job = self.job_of(event.job_id)
         if job is None or not job.webhook_url:

@@ -570,6 +570,9 @@ class GpuWorker:
         if peak is not None and request is not None:
             self._record_working(slug, shape_key(request), peak)
         for job, output in zip(jobs, outputs):
+            if not self._slices.sliced(job.id):  # a whole job: its output is its result
+                self._finish_later(job, output)
+                continue
             try:
                 # Off the event loop: it reports the job's progress (the database, the events) and joins a finished
                 # job's slices, as a pipeline's own progress runs on the executor's thread.

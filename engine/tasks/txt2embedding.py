@@ -109,7 +109,43 @@ two (2 cores, OpenMP threads sleeping when idle), four texts the same on both, 3
 
 def _encode(model: LoadedModel[Embedder], texts: list[str]):
     with _cpu_threads(model.device, 1 if len(texts) <= _ONE_THREAD_TEXTS else None):
+        if texts and _plain(model.handle):
+            return _forward(model.handle, texts)
         return model.handle.encode(texts, batch_size=_ENCODE_BATCH, convert_to_numpy=True, show_progress_bar=False)
+
+
+def _plain(handle) -> bool:
+    """A sentence-transformers model whose ``encode`` adds nothing to its modules' forward: no default prompt,
+    no truncated dimension (a model folder may configure either; those go through ``encode``)."""
+    return (
+        hasattr(handle, "preprocess")
+        and getattr(handle, "default_prompt_name", None) is None
+        and getattr(handle, "truncate_dim", None) is None
+    )
+
+
+def _forward(handle, texts: list[str]):
+    """What ``SentenceTransformer.encode`` computes, without its per-call overhead.
+
+    ``encode`` walks the whole module tree on every call (``eval()``, keyword checks, device resolution): on 2
+    CPU cores a one-text MiniLM call took 22 ms through it and 18.5 ms as its forward alone, the same vectors.
+    The model is put in eval mode once, by its loader. Texts are sorted by length into passes of
+    ``_ENCODE_BATCH``, as ``encode`` does, so a pass pads to similar lengths.
+    """
+    import numpy as np
+    import torch
+    from sentence_transformers.util import batch_to_device
+
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    rows: list = [None] * len(texts)
+    with torch.inference_mode():
+        for start in range(0, len(order), _ENCODE_BATCH):
+            chosen = order[start : start + _ENCODE_BATCH]
+            features = batch_to_device(handle.preprocess([texts[i] for i in chosen]), handle.device)
+            vectors = handle(features)["sentence_embedding"].float().cpu().numpy()
+            for row, index in zip(vectors, chosen):
+                rows[index] = row
+    return np.stack(rows)
 
 
 @contextlib.contextmanager
