@@ -19,7 +19,7 @@ from engine.database import Database
 from engine.errors import InsufficientBalance
 from engine.redaction import redact_paths
 
-__all__ = ("ACTIVE", "PUBLIC_STATUSES", "TERMINAL", "Job", "JobStore")
+__all__ = ("ACTIVE", "PUBLIC_STATUSES", "TERMINAL", "Completion", "Job", "JobStore")
 
 ACTIVE = ("processing", "in_progress")
 TERMINAL = ("done", "error")
@@ -60,6 +60,18 @@ class Job:
     @property
     def public_status(self) -> str:
         return "processing" if self.status == "in_progress" else self.status
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A job's end as ``JobStore.complete`` records it."""
+
+    job_id: str
+    result: str | None
+    result_file: str | None
+    result_alt: dict[str, str] | None = None
+    meta: dict[str, Any] | None = None
+    final_price: float | None = None
 
 
 class JobStore:
@@ -175,19 +187,29 @@ class JobStore:
         """Mark the job done; with ``final_price``, settle its charge to it in the same transaction: the
         difference is refunded, or debited as far as the balance goes (settlement never takes a
         balance below zero; the quote was held up front)."""
+        completion = Completion(job_id, result, result_file, result_alt, meta, final_price)
+        return job_id in self.complete_all([completion])
+
+    def complete_all(self, completions: list[Completion]) -> dict[str, str]:
+        """``complete`` for each, in one transaction (a micro-batch's jobs end together: one commit, not one
+        each). The jobs that were active and are now done, with the status each had."""
         now = time.time()
         marks = ",".join("?" * len(ACTIVE))
+        ended: dict[str, str] = {}
         with self.db.transaction() as db:
-            changed = db.execute(
-                "UPDATE jobs SET status = 'done', progress = 100, result = ?, result_file = ?, result_alt = ?,"
-                f" meta = ?, finished_at = ?, updated_at = ? WHERE id = ? AND status IN ({marks})",
-                (result, result_file, json.dumps(result_alt or {}), json.dumps(meta or {}), now, now, job_id, *ACTIVE),
-            ).rowcount
-            if changed != 1:
-                return False
-            if final_price is not None:
-                self._settle(db, job_id, final_price, now)
-        return True
+            for c in completions:
+                row = db.execute(f"SELECT status FROM jobs WHERE id = ? AND status IN ({marks})", (c.job_id, *ACTIVE)).fetchone()
+                if row is None:
+                    continue
+                db.execute(
+                    "UPDATE jobs SET status = 'done', progress = 100, result = ?, result_file = ?, result_alt = ?,"
+                    " meta = ?, finished_at = ?, updated_at = ? WHERE id = ?",
+                    (c.result, c.result_file, json.dumps(c.result_alt or {}), json.dumps(c.meta or {}), now, now, c.job_id),
+                )
+                if c.final_price is not None:
+                    self._settle(db, c.job_id, c.final_price, now)
+                ended[c.job_id] = row["status"]
+        return ended
 
     @staticmethod
     def _settle(db, job_id: str, final_price: float, now: float) -> None:

@@ -16,7 +16,9 @@ One server is loaded at a time: both are started, and the contenders take turns,
 them). A shared machine's other work comes and goes, so turns close in time are compared: each figure is
 the median of its rounds, and each ratio the median of its rounds' ratios to Infinity's turn just before.
 The CPU time the idle server took during the other's turns is printed, to show it stayed out of the way.
-``--json`` also writes the figures.
+``--json`` also writes the figures. ``--baseline CHECKOUT`` adds that checkout's ``drylocal serve`` (its own data
+folder) as two more contenders, taking its turns beside this one's, so a change is measured against the
+code before it in the same run.
 
 Infinity's virtual environment (once; torch 2.13.0 is a CPU build, from local disk on these machines):
 
@@ -57,6 +59,7 @@ INFINITY = "infinity"
 OPENAI = "drylocal /v1/embeddings"
 DRYAPI = "drylocal txt2embedding"
 FLOOR = "s-t batched encode"
+BASELINE = "baseline"
 SDK_PAUSES = (1.0, 1.5)
 """The deAPI SDK's ``job.wait()``: the first poll at once, then 1 s, growing by 1.5 each time."""
 
@@ -143,10 +146,10 @@ def infinity(venv: Path, model_path: Path) -> Iterator[tuple[Clients, list[int]]
 
 
 @contextlib.contextmanager
-def drylocal(home: Path) -> Iterator[tuple[Clients, list[int]]]:
-    """``drylocal serve`` on a data folder of its own: its clients, and its processes (the supervisor, the
-    server and its inference process, once a job has started it)."""
-    server = ServerProcess(home).start()
+def drylocal(home: Path, root: Path = ROOT) -> Iterator[tuple[Clients, list[int]]]:
+    """``drylocal serve`` of the checkout ``root`` on a data folder of its own: its clients, and its processes
+    (the supervisor, the server and its inference process, once a job has started it)."""
+    server = ServerProcess(home, root=root).start()
     try:
         yield Clients(server.url, {"Authorization": f"Bearer {server.key}"}), [server.proc.pid]
     finally:
@@ -228,7 +231,7 @@ def _turns(contenders, items, concurrencies, rounds, model_path):
 
 
 def _server(contender: str) -> str:
-    return "Infinity" if contender == INFINITY else "drylocal"
+    return "Infinity" if contender == INFINITY else "baseline" if contender.startswith(BASELINE) else "drylocal"
 
 
 def main() -> int:
@@ -240,6 +243,7 @@ def main() -> int:
                         help="Infinity's virtual environment (default: infinity-venv beside this checkout)")
     parser.add_argument("--rounds", type=int, default=5, help="turns each contender takes per concurrency")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--baseline", type=Path, help="another checkout whose drylocal takes turns beside this one's")
     args = parser.parse_args()
 
     from model_registry import ModelRegistry, WeightsLocator
@@ -253,8 +257,14 @@ def main() -> int:
             peer = infinity(args.infinity, model_path)
         else:
             print(f"note: no Infinity at {args.infinity} (see --help to create it); its column and the ratios are skipped")
-        with peer as theirs, drylocal(Path(home)) as ours:
+        base_home = Path(home) / "baseline"
+        base_home.mkdir()
+        before = drylocal(base_home, args.baseline.resolve()) if args.baseline else contextlib.nullcontext(None)
+        with peer as theirs, drylocal(Path(home)) as ours, before as base:
             contenders = {OPENAI: (*ours, openai_style("/v1/embeddings", args.model)), DRYAPI: (*ours, sdk_polled(args.model))}
+            if base is not None:
+                contenders = {f"{BASELINE} {OPENAI.split()[-1]}": (*base, openai_style("/v1/embeddings", args.model)),
+                              f"{BASELINE} {DRYAPI.split()[-1]}": (*base, sdk_polled(args.model)), **contenders}
             if theirs is not None:
                 contenders = {INFINITY: (*theirs, openai_style("/embeddings", "bench")), **contenders}
             rates, ratios, floors, idle = _turns(contenders, items, args.concurrency, args.rounds, model_path)
@@ -270,6 +280,12 @@ def main() -> int:
             ratio = round(statistics.median(ratios[name][concurrency]), 2) if ratios.get(name) else None
             table.append({"path": name, "clients": concurrency, "texts_per_s": round(rate, 1), "vs_infinity": ratio})
             print(f"{name:<26}{concurrency:>8}{rate:>9.1f}{'' if ratio is None else f'{ratio:.2f}x':>13}")
+    if args.baseline:
+        for ours, theirs in ((OPENAI, f"{BASELINE} {OPENAI.split()[-1]}"), (DRYAPI, f"{BASELINE} {DRYAPI.split()[-1]}")):
+            for concurrency in args.concurrency:
+                ratio = statistics.median(a / b for a, b in zip(rates[ours][concurrency], rates[theirs][concurrency]))
+                print(f"{ours} over the baseline, {concurrency} clients: {ratio:.2f}x")
+                table.append({"path": ours, "clients": concurrency, "vs_baseline": round(ratio, 2)})
     print(f"{FLOOR:<26}{'-':>8}{floor:>9.1f}   (batches of 32, no server: the floor under every server's overhead)")
     table.append({"path": FLOOR, "clients": None, "texts_per_s": round(floor, 1), "vs_infinity": None})
     for name, share in idle.items():

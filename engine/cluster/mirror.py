@@ -14,7 +14,7 @@ from typing import Any
 
 from engine.cluster.messages import Failed, Finished, JobMessage, Progress, Started
 from engine.events import call_on
-from engine.jobs import ACTIVE, TERMINAL, Job
+from engine.jobs import ACTIVE, TERMINAL, Completion, Job
 
 __all__ = ("JobMirror", "ResultCollector", "SilentBus")
 
@@ -96,6 +96,17 @@ class JobMirror:
         files = self.results.take(job_id)
         self._send(Finished(job_id, files, result_file, dict(result_alt or {}), result, dict(meta or {}), final_price))
         return True
+
+    def complete_all(self, completions: list[Completion]) -> dict[str, str]:
+        """``JobStore.complete_all``: each job that was active, now done, with the status it had."""
+        ended = {}
+        for c in completions:
+            job = self._jobs.get(c.job_id)
+            previous = job.status if job is not None else ""
+            if self.complete(c.job_id, result=c.result, result_file=c.result_file, result_alt=c.result_alt, meta=c.meta,
+                             final_price=c.final_price):
+                ended[c.job_id] = previous
+        return ended
 
     def fail(self, job_id: str, code: str, message: str) -> bool:
         job = self._jobs.get(job_id)
