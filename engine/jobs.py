@@ -154,6 +154,26 @@ class JobStore:
             (now, now),
         )
 
+    def start_all(self, job_ids: list[str]) -> list[Job]:
+        """``start`` for each, in one transaction (a micro-batch's jobs start together: one commit, not one
+        each): the jobs that were pending and now run, as they stand, in the order given."""
+        if not job_ids:
+            return []
+        now = time.time()
+        with self.db.transaction() as db:
+            started = [
+                job_id for job_id in job_ids
+                if db.execute(
+                    "UPDATE jobs SET status = 'processing', attempts = attempts + 1, started_at = ?, updated_at = ?"
+                    " WHERE id = ? AND status = 'pending'", (now, now, job_id),
+                ).rowcount == 1
+            ]
+            if not started:
+                return []
+            rows = db.execute(f"SELECT * FROM jobs WHERE id IN ({','.join('?' * len(started))})", tuple(started)).fetchall()
+        by_id = {row["id"]: _job(row) for row in rows}
+        return [by_id[job_id] for job_id in started]
+
     def resume(self, job_id: str) -> bool:
         """A job a preparation stage (a download) already started: it stays ``processing``."""
         return self._update(job_id, ("processing",), "updated_at = ?", (time.time(),))

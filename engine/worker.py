@@ -530,7 +530,7 @@ class GpuWorker:
         if any(self._slices.sliced(job_id) for job_id in decision.run):
             queued = {q.job_id: (q, self._requests.get(q.job_id)) for q in self._queue if self._slices.sliced(q.job_id)}
         self._dequeue(decision.run)
-        jobs = []
+        jobs, fresh = [], []
         for job_id in decision.run:
             if self._slices.begun(job_id):
                 job = self.jobs.get(job_id)
@@ -542,10 +542,11 @@ class GpuWorker:
                 self._started.discard(job_id)
                 if self.jobs.resume(job_id):
                     jobs.append(self.jobs.get(job_id))
-            elif self.jobs.start(job_id):
-                job = self.jobs.get(job_id)
-                jobs.append(job)
-                self._publish(job, "pending")
+            else:
+                fresh.append(job_id)
+        for job in self.jobs.start_all(fresh):  # one commit for the pass, not one a job
+            jobs.append(job)
+            self._publish(job, "pending")
         if not jobs:
             return
         for job in jobs:

@@ -85,28 +85,3 @@ def test_the_wal_is_checkpointed_by_a_thread_of_its_own_not_by_the_commits(tmp_p
         time.sleep(0.1)
     db.close()
 
-
-def test_a_passes_jobs_end_in_one_commit_each_settled_and_a_failed_one_left_alone(tmp_path):
-    """The worker ends a micro-batch's jobs with ``complete_all``: one transaction, the same outcome per job as
-    ``complete`` (its status, its settlement), and a job that ended meanwhile (failed, or run out) untouched."""
-    from engine.jobs import Completion
-
-    db = Database(tmp_path / "d.db")
-    accounts, jobs = AccountStore(db), JobStore(db)
-    account = accounts.create_account("batch", tier="premium", balance=1.0)
-    made = [jobs.create(account, task="txt2embedding", model="m", params={}, inputs={}, price=0.1) for _ in range(4)]
-    for job in made:
-        jobs.start(job.id)
-    jobs.fail(made[1].id, "WORKER_TIMEOUT", "late")
-    commits = []
-    db._conn.set_trace_callback(lambda sql: commits.append(sql) if sql.strip().upper() == "COMMIT" else None)
-    ended = jobs.complete_all([Completion(job.id, f"[{i}]", None, final_price=0.05 * i) for i, job in enumerate(made)])
-    db._conn.set_trace_callback(None)
-    assert ended == {made[0].id: "processing", made[2].id: "processing", made[3].id: "processing"}
-    assert len(commits) == 1
-    stored = [jobs.get(job.id) for job in made]
-    assert [s.status for s in stored] == ["done", "error", "done", "done"]
-    assert [s.result for s in stored] == ["[0]", None, "[2]", "[3]"]
-    assert [s.charged for i, s in enumerate(stored) if i != 1] == [pytest.approx(0.0), pytest.approx(0.1), pytest.approx(0.15)]
-    assert accounts.balance(account.id) == pytest.approx(1.0 - 0.0 - 0.1 - 0.15)
-    assert accounts.balance(account.id) == pytest.approx(_sums(db)[account.id], abs=1e-9)

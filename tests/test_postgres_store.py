@@ -276,3 +276,18 @@ def test_the_store_answers_again_after_the_server_dropped_its_session(url):
     assert {r["name"] for r in db.query("SELECT name FROM accounts")} >= {"before", "after"}
     db.close()
 
+
+
+def test_a_pass_starts_and_ends_its_jobs_together(url):
+    from engine.jobs import Completion
+
+    db = PostgresDatabase(url)
+    accounts, jobs = AccountStore(db), JobStore(db)
+    account = accounts.create_account("pass", tier="basic", balance=1.0)
+    made = [_submit(jobs, account, price=0.1) for _ in range(3)]
+    jobs.fail(made[2].id, "PROCESSING_ERROR", "gone")
+    assert [(j.id, j.status) for j in jobs.start_all([m.id for m in made])] == [(made[0].id, "processing"), (made[1].id, "processing")]
+    ended = jobs.complete_all([Completion(m.id, "[]", None, final_price=0.05) for m in made])
+    assert ended == {made[0].id: "processing", made[1].id: "processing"}
+    assert [jobs.get(m.id).status for m in made] == ["done", "done", "error"]
+    assert accounts.balance(account.id) == pytest.approx(0.9)

@@ -74,6 +74,10 @@ class JobMirror:
         self._send(Started(job_id))
         return True
 
+    def start_all(self, job_ids: list[str]) -> list[Job]:
+        """``JobStore.start_all``: the jobs that were pending and now run."""
+        return [self.get(job_id) for job_id in job_ids if self.start(job_id)]
+
     def resume(self, job_id: str) -> bool:
         if not self._move(job_id, ("processing",)):
             return False
