@@ -16,9 +16,12 @@ per-round ratios (other work on a small machine swings single runs). Exit 1 on a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import re
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -90,6 +93,20 @@ def wrk(url: str, script: Path, connections: int, seconds: int, threads: int = 2
     )
 
 
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _done(home: Path) -> int:
+    with contextlib.closing(sqlite3.connect(f"file:{home / 'drylocal.db'}?mode=ro", uri=True)) as db:
+        return db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'done'").fetchone()[0]
+
+
+def _children(pid: int) -> list[int]:
+    return [int(child) for task in Path(f"/proc/{pid}/task").iterdir() for child in (task / "children").read_text().split()]
+
+
 def one_run(root: Path, args: argparse.Namespace) -> dict:
     """Both loads come from wrk, so the client side costs little CPU and its timings are not a Python
     client's scheduling delays on a busy machine."""
@@ -101,10 +118,19 @@ def one_run(root: Path, args: argparse.Namespace) -> dict:
         polling.write_text(_POLL_SCRIPT.format(key=server.key, api=API, ids=ids, pause_ms=int(1000 * args.poll_interval)))
         pollers = wrk(server.url, polling, args.pollers, args.seconds + 2, threads=1)
         time.sleep(1)  # the pollers are polling before the submits start, and until after they end
+        serving = _children(server.proc.pid)[0]  # the supervisor's child; its own inference process not counted
+        cpu_before, done_before = _cpu_seconds(serving), _done(Path(home))
         submitters = wrk(server.url, submitting, args.connections, args.seconds)
-        submitted, polled = submitters.communicate()[0], pollers.communicate()[0]
+        submitted = submitters.communicate()[0]
+        cpu_used, done = _cpu_seconds(serving) - cpu_before, _done(Path(home)) - done_before
+        polled = pollers.communicate()[0]
     report = wrk_report(submitted)
     polls = wrk_report(polled)
+    # A steadier figure than latency on a small shared machine: the API process's CPU per request answered
+    # while the submits ran (the submits, and the polls of those seconds).
+    answered = report["submits_per_second"] * args.seconds + polls["submits_per_second"] * args.seconds
+    report["server_cpu_ms_per_request"] = round(1000 * cpu_used / answered, 3)
+    report["jobs_done_per_second"] = round(done / args.seconds, 1)  # computed meanwhile, on the same cores
     report.update(polls_per_second=polls["submits_per_second"], poll_p50_ms=polls["submit_p50_ms"],
                   poll_p99_ms=polls["submit_p99_ms"], non_2xx=report["non_2xx"] + polls["non_2xx"],
                   socket_errors=report["socket_errors"] + polls["socket_errors"])
@@ -130,13 +156,13 @@ def main(argv: list[str] | None = None) -> int:
             runs[name].append(one_run(root, args))
             print(f"round {round_index + 1} {name}: {json.dumps(runs[name][-1])}", file=sys.stderr)
     summary = {
-        name: {key: statistics.median(r[key] for r in rs) for key in ("submits_per_second", "submit_p50_ms", "submit_p99_ms", "poll_p99_ms")}
+        name: {key: statistics.median(r[key] for r in rs) for key in ("submits_per_second", "submit_p50_ms", "submit_p99_ms", "poll_p99_ms", "server_cpu_ms_per_request", "jobs_done_per_second")}
         for name, rs in runs.items()
     }
     if args.baseline is not None:
         summary["candidate_over_baseline"] = {
             key: round(statistics.median(c[key] / b[key] for b, c in zip(runs["baseline"], runs["candidate"])), 3)
-            for key in ("submits_per_second", "submit_p99_ms", "poll_p99_ms")
+            for key in ("submits_per_second", "submit_p99_ms", "poll_p99_ms", "server_cpu_ms_per_request")
         }
     report = {"settings": {k: str(v) for k, v in vars(args).items()}, "runs": runs, "summary": summary}
     text = json.dumps(report, indent=2)
