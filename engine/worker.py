@@ -391,15 +391,8 @@ class GpuWorker:
 
     def _dequeue(self, job_ids) -> None:
         gone = set(job_ids)
-        kept = []
-        for q in self._queue:
-            if q.job_id not in gone:
-                kept.append(q)
-            elif self._wanted[q.model] > 1:
-                self._wanted[q.model] -= 1
-            else:
-                del self._wanted[q.model]
-        self._queue = kept
+        self._wanted -= Counter(q.model for q in self._queue if q.job_id in gone)  # drops models counted down to 0
+        self._queue = [q for q in self._queue if q.job_id not in gone]
         for job_id in gone:
             self._requests.pop(job_id, None)
 
