@@ -553,5 +553,6 @@ class Engine:
                 log.exception("retention sweep failed")
 
     async def _clean_inputs(self, event: JobEvent) -> None:
-        if event.status in TERMINAL:
-            await asyncio.to_thread(shutil.rmtree, self.settings.inputs_dir / event.job_id, True)
+        # Most jobs (text in, text out) have no inputs folder: a look first, not a thread hop for each.
+        if event.status in TERMINAL and (folder := self.settings.inputs_dir / event.job_id).is_dir():
+            await asyncio.to_thread(shutil.rmtree, folder, True)

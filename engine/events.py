@@ -36,6 +36,10 @@ class JobEvent:
     at: float = field(default_factory=time.time)
     webhook: bool = True
     """Whether the job has a webhook URL (True where unknown): the outbox reads no row for a job without one."""
+    created_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    """The job's times as it stands (None where unknown): the metrics read no row for them."""
 
     @classmethod
     def of(cls, job: Job, previous: str | None) -> JobEvent:
@@ -52,6 +56,9 @@ class JobEvent:
             error_code=job.error_code,
             error_message=job.error_message,
             webhook=bool(job.webhook_url),
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
         )
 
 
@@ -86,6 +93,19 @@ class EventBus:
             except Exception:  # the other processes miss this one; the job and this process do not
                 log.exception("relaying a job event failed")
 
+    def publish_all(self, events: list[JobEvent]) -> None:
+        """``publish`` for each, in order, as one hand-over: a micro-batch's hundreds of events cost each
+        subscriber one task on the loop, not one per event (a 256-job pass spent 15 ms of the loop on them)."""
+        if not events or self._loop is None or self._loop.is_closed():
+            return
+        call_on(self._loop, self._dispatch_all, list(events))
+        if self._relay is not None:
+            for event in events:
+                try:
+                    self._relay(event)
+                except Exception:
+                    log.exception("relaying a job event failed")
+
     def deliver(self, event: JobEvent) -> None:
         """An event another process published: to this process's subscribers only. On the engine's loop."""
         if self._loop is not None and not self._loop.is_closed():
@@ -95,6 +115,19 @@ class EventBus:
         for subscriber in list(self._subscribers):
             task = asyncio.ensure_future(subscriber(event))
             task.add_done_callback(_log_failure)
+
+    def _dispatch_all(self, events: list[JobEvent]) -> None:
+        for subscriber in list(self._subscribers):
+            task = asyncio.ensure_future(_each(subscriber, events))
+            task.add_done_callback(_log_failure)
+
+
+async def _each(subscriber: Subscriber, events: list[JobEvent]) -> None:
+    for event in events:
+        try:
+            await subscriber(event)
+        except Exception:  # one event's failure is logged, the rest are still delivered
+            log.exception("event subscriber failed")
 
 
 def call_on(loop: asyncio.AbstractEventLoop, callback: Callable[..., object], *args: object) -> None:

@@ -208,11 +208,12 @@ class JobStore:
         difference is refunded, or debited as far as the balance goes (settlement never takes a
         balance below zero; the quote was held up front)."""
         completion = Completion(job_id, result, result_file, result_alt, meta, final_price)
-        return job_id in self.complete_all([completion])
+        return bool(self.complete_all([completion]))
 
-    def complete_all(self, completions: list[Completion]) -> dict[str, str]:
+    def complete_all(self, completions: list[Completion]) -> list[tuple[Job, str]]:
         """``complete`` for each, in one transaction (a micro-batch's jobs end together: one commit, not one
-        each). The jobs that were active and are now done, with the status each had."""
+        each). The jobs that were active and are now done, as they now stand (read back in the transaction),
+        each with the status it had, in the order given."""
         now = time.time()
         marks = ",".join("?" * len(ACTIVE))
         ended: dict[str, str] = {}
@@ -229,7 +230,11 @@ class JobStore:
                 if c.final_price is not None:
                     self._settle(db, c.job_id, c.final_price, now)
                 ended[c.job_id] = row["status"]
-        return ended
+            if not ended:
+                return []
+            rows = db.execute(f"SELECT * FROM jobs WHERE id IN ({','.join('?' * len(ended))})", tuple(ended)).fetchall()
+        by_id = {row["id"]: _job(row) for row in rows}
+        return [(by_id[job_id], previous) for job_id, previous in ended.items()]
 
     @staticmethod
     def _settle(db, job_id: str, final_price: float, now: float) -> None:

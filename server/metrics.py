@@ -43,13 +43,12 @@ class EngineMetrics:
     async def on_event(self, event: JobEvent) -> None:
         if event.status not in ("processing", "done", "error") or event.status == event.previous_status:
             return
-        job = self.engine.job(event.job_id)
-        if job is None or job.started_at is None:
+        if event.started_at is None or event.created_at is None:
             return
         if event.status == "processing":
-            self.wait.labels(job.task).observe(max(0.0, job.started_at - job.created_at))
-        elif job.finished_at is not None:
-            self.run.labels(job.task, event.status).observe(max(0.0, job.finished_at - job.started_at))
+            self.wait.labels(event.task).observe(max(0.0, event.started_at - event.created_at))
+        elif event.finished_at is not None:
+            self.run.labels(event.task, event.status).observe(max(0.0, event.finished_at - event.started_at))
 
     def collect(self) -> Iterator[Metric]:
         serving = self.engine.serving()

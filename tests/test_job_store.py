@@ -51,7 +51,10 @@ def test_a_passes_jobs_end_in_one_commit_each_settled_and_a_failed_one_left_alon
     commits = _commits(db)
     ended = jobs.complete_all([Completion(job.id, f"[{i}]", None, final_price=0.05 * i) for i, job in enumerate(made)])
     db._conn.set_trace_callback(None)
-    assert ended == {made[0].id: "processing", made[2].id: "processing", made[3].id: "processing"}
+    assert [(job.id, job.status, previous) for job, previous in ended] == [
+        (made[0].id, "done", "processing"), (made[2].id, "done", "processing"), (made[3].id, "done", "processing"),
+    ]
+    assert [job.result for job, _ in ended] == ["[0]", "[2]", "[3]"]  # read back as they stand
     assert len(commits) == 1
     stored = [jobs.get(job.id) for job in made]
     assert [s.status for s in stored] == ["done", "error", "done", "done"]

@@ -288,6 +288,6 @@ def test_a_pass_starts_and_ends_its_jobs_together(url):
     jobs.fail(made[2].id, "PROCESSING_ERROR", "gone")
     assert [(j.id, j.status) for j in jobs.start_all([m.id for m in made])] == [(made[0].id, "processing"), (made[1].id, "processing")]
     ended = jobs.complete_all([Completion(m.id, "[]", None, final_price=0.05) for m in made])
-    assert ended == {made[0].id: "processing", made[1].id: "processing"}
+    assert [(job.id, job.status, previous) for job, previous in ended] == [(made[0].id, "done", "processing"), (made[1].id, "done", "processing")]
     assert [jobs.get(m.id).status for m in made] == ["done", "done", "error"]
     assert accounts.balance(account.id) == pytest.approx(0.9)

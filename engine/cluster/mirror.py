@@ -42,6 +42,9 @@ class SilentBus:
     def publish(self, event: Any) -> None:
         pass
 
+    def publish_all(self, events: list[Any]) -> None:
+        pass
+
 
 class JobMirror:
     """The ``JobStore`` calls ``GpuWorker`` makes, with the same guards, on the jobs this device was given."""
@@ -101,15 +104,15 @@ class JobMirror:
         self._send(Finished(job_id, files, result_file, dict(result_alt or {}), result, dict(meta or {}), final_price))
         return True
 
-    def complete_all(self, completions: list[Completion]) -> dict[str, str]:
+    def complete_all(self, completions: list[Completion]) -> list[tuple[Job, str]]:
         """``JobStore.complete_all``: each job that was active, now done, with the status it had."""
-        ended = {}
+        ended = []
         for c in completions:
             job = self._jobs.get(c.job_id)
             previous = job.status if job is not None else ""
             if self.complete(c.job_id, result=c.result, result_file=c.result_file, result_alt=c.result_alt, meta=c.meta,
                              final_price=c.final_price):
-                ended[c.job_id] = previous
+                ended.append((self.get(c.job_id), previous))
         return ended
 
     def fail(self, job_id: str, code: str, message: str) -> bool:
