@@ -152,16 +152,23 @@ class GpuWorker:
             self._requests[job.id] = request_of(self.registry.get(job.model), job.params, job.inputs)
         except Exception:  # an unknown model fails at planning, with its own message
             pass
+        # Queued with its shape's figures as the last view worked them out (the next view checks them), so
+        # a view finds nothing to change in a job queued since: no copy of each.
+        key = (job.model, self._requests.get(job.id))
+        need, working, refusal, host = self._figures.get(key) or (0, 0, None, 0)
         self._queue_add(
             QueuedJob(
                 job_id=job.id,
                 model=job.model,
                 task=job.task,
-                need_bytes=0,
+                need_bytes=need,
                 enqueued_at=time.time(),
                 batchable=batchable,
                 size=size,
                 account=job.account_id,
+                working_bytes=working,
+                refusal=refusal,
+                host_bytes=host,
             )
         )
         self._wake.set()
@@ -249,6 +256,10 @@ class GpuWorker:
             self._fail(job_id, "OUT_OF_MEMORY", reason)
         if not decision.run:
             return bool(decision.fail)
+        # The plan looked at the whole queue; what came in meanwhile is answered before the pass starts.
+        # Nothing the plan relies on moves meanwhile: only this loop loads and runs, and a job that ended
+        # meanwhile is not started (start_all takes pending jobs only).
+        await asyncio.sleep(0)
         for slug in decision.drop:
             await self._drop_parked(slug)
         for slug in decision.evict:
