@@ -576,7 +576,15 @@ class GpuWorker:
         for at in range(0, len(fresh), _BOOKKEEPING_SLICE):  # one commit a slice, not one a job
             if at:
                 await asyncio.sleep(0)
-            started = self.jobs.start_all(fresh[at : at + _BOOKKEEPING_SLICE])
+            try:
+                started = self.jobs.start_all(fresh[at : at + _BOOKKEEPING_SLICE])
+            except Exception:
+                if not at:
+                    raise
+                # The slices started already run now rather than wait, marked processing, for a restart; the
+                # rest stay pending, as a whole pass did when its one start failed.
+                log.exception("starting a pass's jobs failed after %d of them", at)
+                break
             jobs.extend(started)
             self.events.publish_all([JobEvent.of(job, "pending") for job in started])
         if not jobs:

@@ -98,3 +98,29 @@ def test_the_queue_view_follows_a_new_measurement_and_figures_the_jobs_queued_si
     queue(1)  # nothing changed but a new job: it is figured too
     assert [q.need_bytes for q in worker._queue_view()] == [first[0].need_bytes + 12345] * 6
     db.close()
+
+
+async def test_when_a_later_slice_cannot_start_the_jobs_started_before_it_still_run(tmp_path):
+    """A slice's start failing (the database refusing a write) leaves the slices before it marked processing:
+    they run in this pass instead of waiting, processing, for a restart."""
+    settings = Settings.load(home=tmp_path / "home", port=8000, isolate_executor=False)
+    async with Engine.open(settings) as engine:
+        original, calls = engine.jobs.start_all, []
+
+        def second_refused(batch):
+            calls.append(len(batch))
+            if len(calls) == 2:
+                raise OSError("disk I/O error")
+            return original(batch)
+
+        engine.jobs.start_all = second_refused
+        account = engine.accounts.create_account("refused")
+        spec = engine.registry.get(MODEL)
+        jobs = [await engine.submit(account, "txt2embedding", spec, {"input": f"text {i}", "tokens": 3}) for i in range(40)]
+        deadline = asyncio.get_running_loop().time() + 120
+        while sum(engine.jobs.get(job.id).status == "done" for job in jobs) < 32:
+            assert asyncio.get_running_loop().time() < deadline, [engine.jobs.get(job.id).status for job in jobs]
+            await asyncio.sleep(0.05)
+        statuses = [engine.jobs.get(job.id).status for job in jobs]
+    assert calls[:2] == [32, 8]
+    assert statuses == ["done"] * 32 + ["pending"] * 8
