@@ -455,10 +455,15 @@ class GpuWorker:
             # release must find unreferenced.
             if failure[0] == "OUT_OF_MEMORY":
                 self._load_floor[slug] = self.budget.budget_bytes
+            # Released before the jobs fail: a client that retries on the error finds the memory free (and a
+            # server stopping right after the error has released it too).
+            try:
+                await loop.run_in_executor(self._executor, _release_memory, self.budget.device)
+            except Exception:
+                log.exception("releasing the memory of %s's failed load failed", slug)
             self._dequeue(decision.run)
             for job_id in decision.run:
                 self._fail(job_id, *failure)
-            await loop.run_in_executor(self._executor, _release_memory, self.budget.device)
             return False
         self.load_seconds[slug] = time.perf_counter() - started
         self.measured[slug] = loaded.memory_bytes
