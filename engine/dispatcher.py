@@ -92,6 +92,10 @@ class Dispatcher:
     def held(self) -> int:
         return len(self._held)
 
+    def clear(self) -> None:
+        """Forget the held jobs: a new leader's recovery queues every pending job again."""
+        self._held = []
+
     def submit(self, item: object) -> None:
         self._held.append(_Held(item, self._clock()))
         self.retry()

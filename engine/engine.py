@@ -119,16 +119,26 @@ class Engine:
         self.tokens = TokenCounter()
         budgets = [budget] if isinstance(budget, DeviceBudget) else list(budget)
         processes = list(isolated) if isinstance(isolated, Sequence) else [isolated] * len(budgets)
-        working = self.measurements.working()
-        self.workers = list(workers(self)) if workers is not None else [
-            GpuWorker(
-                registry, self.jobs, self.results, self.events, device, settings, load_fn,
-                on_loaded=self.measurements.record, isolated=process, working_measured=working,
-                on_working=self.measurements.record_working, on_step=self._device_changed,
-            )
-            for device, process in zip(budgets, processes, strict=True)
-        ]
+
+        def build_workers() -> list[GpuWorker]:
+            if workers is not None:
+                return list(workers(self))
+            working = self.measurements.working()
+            return [
+                GpuWorker(
+                    registry, self.jobs, self.results, self.events, device, settings, load_fn,
+                    on_loaded=self.measurements.record, isolated=process, working_measured=working,
+                    on_working=self.measurements.record_working, on_step=self._device_changed,
+                )
+                for device, process in zip(budgets, processes, strict=True)
+            ]
+
+        self._build_workers = build_workers
+        self.workers = build_workers()
         """One worker per device; engine/dispatcher.py routes each job to one."""
+        self._terms = 0
+        """How many times this process has taken the lead (PostgreSQL: a leader deposed by a broken session
+        campaigns again, and a stopped worker does not start twice)."""
         self.dispatcher = Dispatcher(
             lambda item: [w.view(item[0]) for w in self.workers],
             lambda index, item: self.workers[index].enqueue(item[0], started=item[1]),
@@ -196,8 +206,12 @@ class Engine:
     async def _take_lead(self) -> None:
         """Start what one process runs: recovery of what a crash (or a dead leader) left, the workers, the
         webhook outbox and the collector."""
+        if self._terms:  # the last term's workers were stopped for good, their queues with them
+            self.workers = self._build_workers()
+        self._terms += 1
         self.runs_jobs = True
         self._queued.clear()
+        self.dispatcher.clear()
         self.recover()
         for worker in self.workers:
             worker.start()

@@ -7,8 +7,9 @@ the process's life; PostgreSQL releases it when that session ends, which is at o
 every ``poll_seconds``, so one takes over within about that long after the leader is gone.
 
 A leader whose own connection breaks while it lives can no longer know that nobody else leads, so it
-stops its duties and stays a follower until restarted (it never campaigns again): two leaders would
-deliver webhooks twice.
+stops its duties at once (two leaders would deliver webhooks twice), and only once they have stopped does it
+campaign again, on a new connection: after a PostgreSQL restart, a lone API process leads again instead of
+accepting jobs that nobody runs.
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ class Leadership:
                 log.info("this process leads: it runs the jobs and delivers the webhooks")
                 try:
                     await self.on_elected()
+                except psycopg.OperationalError:  # the database went away meanwhile: deposed, as below
+                    raise
                 except Exception:  # a leader that cannot start its duties must let another lead
                     log.exception("starting the leader's duties failed; handing leadership on")
                     self.leading = False
@@ -88,13 +91,26 @@ class Leadership:
                     await self._conn.execute("SELECT 1")
             except psycopg.OperationalError:
                 _settle(first_try)
+                await self._close_session()
                 if self.leading:
                     self.leading = False
-                    log.error("lost the leader's PostgreSQL session: this process stops leading until restarted")
-                    await self.on_deposed()
-                    return
-                log.warning("cannot reach PostgreSQL to campaign for leadership; retrying", exc_info=True)
+                    log.error("lost the leader's PostgreSQL session: this process stops leading, then campaigns again")
+                    try:
+                        await self.on_deposed()
+                    except Exception:  # what did stop has stopped; what did not is not retried by staying out
+                        log.exception("stopping the leader's duties failed")
+                else:
+                    log.warning("cannot reach PostgreSQL to campaign for leadership; retrying", exc_info=True)
                 await asyncio.sleep(self.poll_seconds)
+
+    async def _close_session(self) -> None:
+        """The broken session's socket closed here too (the server may still hold it, and its lock, a while)."""
+        if self._conn is not None:
+            try:
+                await self._conn.close()
+            except psycopg.Error:
+                pass
+            self._conn = None
 
     async def _try_lock(self) -> bool:
         cursor = await self._conn.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK,))

@@ -234,6 +234,90 @@ def test_leadership_passes_on_when_the_leaders_session_ends(url):
     assert asyncio.run(scenario()) < 1.0
 
 
+def _leadership_sessions(url: str, end: bool = False) -> list[int]:
+    """The backends of the campaign sessions holding the leader lock; ``end``: end them first, as a
+    PostgreSQL restart would (then: those ended)."""
+    import psycopg
+
+    from engine.leader import APPLICATION_NAME
+    from engine.postgres import LEADER_LOCK
+
+    with psycopg.connect(url, autocommit=True) as admin:
+        rows = admin.execute(
+            "SELECT a.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory'"
+            " AND l.objid = %s AND l.granted AND a.application_name LIKE %s",
+            (LEADER_LOCK & 0xFFFFFFFF, APPLICATION_NAME + "%"),
+        ).fetchall()
+        for (pid,) in rows if end else ():
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    return [pid for (pid,) in rows]
+
+
+def test_a_leader_whose_session_broke_stops_its_duties_then_leads_again(url):
+    """Alone on the database (one API process, a PostgreSQL restart): it must lead again, or the jobs it
+    accepts from then on are never run. Its duties stop before it campaigns, so two terms never overlap."""
+    from engine.leader import Leadership
+
+    async def scenario() -> list[str]:
+        calls: list[str] = []
+        leadership: Leadership | None = None
+
+        async def elected() -> None:
+            calls.append("elected")
+
+        async def deposed() -> None:
+            calls.append("deposing")
+            await asyncio.sleep(0.3)  # stopping the workers takes a while; no new term may start meanwhile
+            calls.append("deposed")
+
+        leadership = Leadership(url, elected, deposed, poll_seconds=0.1)
+        await leadership.start()
+        assert calls == ["elected"] and leadership.leading
+        assert len(_leadership_sessions(url, end=True)) == 1
+        deadline = time.monotonic() + 10
+        while calls.count("elected") < 2:
+            assert time.monotonic() < deadline, f"never led again: {calls}"
+            await asyncio.sleep(0.02)
+        assert leadership.leading
+        await leadership.stop()
+        return calls
+
+    assert asyncio.run(scenario()) == ["elected", "deposing", "deposed", "elected"]
+
+
+def test_an_engine_that_lost_its_leaders_session_runs_the_jobs_it_accepts_after(url, tmp_path):
+    from engine import Engine
+    from engine.settings import Settings
+
+    settings = Settings.load(home=tmp_path / "home", port=8000, database_url=url, isolate_executor=False)
+
+    async def finished(engine, job_id: str) -> str:
+        deadline = time.monotonic() + 60
+        while (status := engine.jobs.get(job_id).status) not in ("done", "error"):
+            assert time.monotonic() < deadline, f"job {job_id} is still {status}"
+            await asyncio.sleep(0.05)
+        return status
+
+    async def scenario() -> list[str]:
+        async with Engine.open(settings) as engine:
+            account = engine.accounts.create_account("alone")
+            spec = engine.registry.get("MiniLM_L6_v2")
+            before = await engine.submit(account, "txt2embedding", spec, {"input": "before", "tokens": 1})
+            statuses = [await finished(engine, before.id)]
+            [first_term] = _leadership_sessions(url, end=True)
+            # Accepted while the leader has not yet seen its session end: it may be stopped mid-run.
+            meanwhile = await engine.submit(account, "txt2embedding", spec, {"input": "meanwhile", "tokens": 1})
+            deadline = time.monotonic() + 15
+            while _leadership_sessions(url) in ([], [first_term]):
+                assert time.monotonic() < deadline, "the engine never led again"
+                await asyncio.sleep(0.05)
+            after = await engine.submit(account, "txt2embedding", spec, {"input": "after", "tokens": 1})
+            statuses += [await finished(engine, meanwhile.id), await finished(engine, after.id)]
+            return statuses
+
+    assert asyncio.run(scenario()) == ["done", "done", "done"]
+
+
 def test_a_leader_runs_a_pending_job_whose_announcement_it_never_heard(url, tmp_path, monkeypatch):
     """A follower that died between its commit and its NOTIFY leaves a pending job nobody announced: the
     leader's sweep queues it."""
