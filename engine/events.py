@@ -84,39 +84,27 @@ class EventBus:
 
     def publish(self, event: JobEvent) -> None:
         """Safe from any thread: delivery always happens on the engine's event loop."""
-        if self._loop is None or self._loop.is_closed():
-            return
-        call_on(self._loop, self._dispatch, event)
-        if self._relay is not None:
-            try:
-                self._relay(event)
-            except Exception:  # the other processes miss this one; the job and this process do not
-                log.exception("relaying a job event failed")
+        self.publish_all([event])
 
     def publish_all(self, events: list[JobEvent]) -> None:
         """``publish`` for each, in order, as one hand-over: a micro-batch's hundreds of events cost each
         subscriber one task on the loop, not one per event (a 256-job pass spent 15 ms of the loop on them)."""
         if not events or self._loop is None or self._loop.is_closed():
             return
-        call_on(self._loop, self._dispatch_all, list(events))
+        call_on(self._loop, self._dispatch, list(events))
         if self._relay is not None:
             for event in events:
                 try:
                     self._relay(event)
-                except Exception:
+                except Exception:  # the other processes miss this one; the job and this process do not
                     log.exception("relaying a job event failed")
 
     def deliver(self, event: JobEvent) -> None:
         """An event another process published: to this process's subscribers only. On the engine's loop."""
         if self._loop is not None and not self._loop.is_closed():
-            self._dispatch(event)
+            self._dispatch([event])
 
-    def _dispatch(self, event: JobEvent) -> None:
-        for subscriber in list(self._subscribers):
-            task = asyncio.ensure_future(subscriber(event))
-            task.add_done_callback(_log_failure)
-
-    def _dispatch_all(self, events: list[JobEvent]) -> None:
+    def _dispatch(self, events: list[JobEvent]) -> None:
         for subscriber in list(self._subscribers):
             task = asyncio.ensure_future(_each(subscriber, events))
             task.add_done_callback(_log_failure)

@@ -294,17 +294,21 @@ class GpuWorker:
         tail = len(queue) - min(self._unviewed, len(queue))
         keys = set(self._figures) | {(q.model, self._requests.get(q.job_id)) for q in queue[tail:]}
         figures = {key: self._figures_of(*key) for key in keys}
-        if any(self._figures.get(key, now) != now for key, now in figures.items()) or len(figures) > _FIGURE_KEYS_KEPT:
-            tail = 0  # everything again; this also forgets the shapes no longer queued
-            figures = {}
+        rescan = any(self._figures.get(key, now) != now for key, now in figures.items()) or len(figures) > _FIGURE_KEYS_KEPT
+        if rescan:
+            tail = 0  # everything again
+        queued = set()
         for index in range(tail, len(queue)):
             q = queue[index]
             key = (q.model, self._requests.get(q.job_id))
+            queued.add(key)
             now = figures.get(key)
             if now is None:
                 now = figures[key] = self._figures_of(*key)
             if now != (q.need_bytes, q.working_bytes, q.refusal, q.host_bytes):
                 queue[index] = replace(q, need_bytes=now[0], working_bytes=now[1], refusal=now[2], host_bytes=now[3])
+        if rescan:  # the shapes no longer queued are forgotten
+            figures = {key: figures[key] for key in queued}
         self._figures, self._unviewed = figures, 0
         return list(queue)
 
