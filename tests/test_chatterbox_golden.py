@@ -109,11 +109,12 @@ def test_t3_logits_match_upstream(t3_case):
         speech_logits = model.speech_head(hidden[speech_start:])
         text_logits = model.text_head(hidden[text_start:speech_start])
     strides = meta["strides"]
-    # Bit-equal when written (transformers' own Llama on both sides); the bound allows other kernels.
-    _assert_close(rule.strided(speech_logits, strides["speech_logits"]), golden["speech_logits_strided"], atol=1e-6)
-    _assert_close(rule.strided(text_logits, strides["text_logits"]), golden["text_logits_strided"], atol=1e-6)
-    _assert_summary(speech_logits, golden["speech_logits_summary"], rtol=1e-7)
-    _assert_summary(text_logits, golden["text_logits_summary"], rtol=1e-7)
+    # Bit-equal when written (transformers' own Llama on both sides). The bounds allow other CPU kernels:
+    # torch's AVX-512 ones gave 2.4e-6 and a summary 9.4e-7 off.
+    _assert_close(rule.strided(speech_logits, strides["speech_logits"]), golden["speech_logits_strided"], atol=1e-5)
+    _assert_close(rule.strided(text_logits, strides["text_logits"]), golden["text_logits_strided"], atol=1e-5)
+    _assert_summary(speech_logits, golden["speech_logits_summary"], rtol=5e-6)
+    _assert_summary(text_logits, golden["text_logits_summary"], rtol=5e-6)
     assert speech_logits.argmax(-1).tolist() == golden["speech_logits_argmax"].tolist()
 
 
@@ -150,8 +151,9 @@ def test_s3tokenizer_log_mel_matches_upstream(s3_case):
     model, clips, _, meta, golden = s3_case
     mel = model.log_mel(clips[1])
     assert list(mel.shape) == golden["log_mel_shape"].tolist()
-    # 6e-8 when written: the mel filters differ from librosa's by a float32 ulp (see the module).
-    _assert_close(rule.strided(mel, meta["strides"]["log_mel"]), golden["log_mel_strided"], atol=1e-6)
+    # 6e-8 when written: the mel filters differ from librosa's by a float32 ulp (see the module); 1.1e-6 with
+    # torch's AVX-512 kernels.
+    _assert_close(rule.strided(mel, meta["strides"]["log_mel"]), golden["log_mel_strided"], atol=5e-6)
     _assert_summary(mel, golden["log_mel_summary"], rtol=1e-7)
 
 
@@ -211,6 +213,17 @@ def test_flow_mel_matches_upstream(case):
 # --------------------------------------------------------------------------------------------------
 
 
+# Bit-equal when written: the module keeps upstream's order of operations and of random draws. Other CPU
+# kernels round the convolutions otherwise, and the released geometry's long chain carries that to the wave:
+# with torch's AVX-512 ones, tiny f0 3.4e-5 Hz, source 4.7e-6 and wave 2.7e-5 off (summaries 2.9e-6); released
+# 2.2e-4, 6.1e-5 and 1.5e-3 (5.9e-5). So the tiny geometry pins the arithmetic (a final slope of 0.011 for
+# 0.01 moves its wave 7.1e-4) and the released one the layout.
+_HIFT_BOUNDS = {
+    "hift_tiny": {"f0": 2e-4, "source": 2.5e-5, "wave": 1.5e-4, "summary": 2e-5},
+    "hift_released": {"f0": 1e-3, "source": 3e-4, "wave": 6e-3, "summary": 3e-4},
+}
+
+
 @pytest.mark.parametrize("case", ["hift_tiny", "hift_released"])
 def test_hift_waveform_matches_upstream(case):
     meta, golden = _golden(case)
@@ -220,13 +233,12 @@ def test_hift_waveform_matches_upstream(case):
     with torch.inference_mode():
         f0 = model.f0_predictor(mel)
         wave, source = model.inference(mel, generator=torch.Generator().manual_seed(meta["noise_seed"]))
-    # Bit-equal: the module keeps upstream's order of operations and of random draws for this.
-    strides = meta["strides"]
-    _assert_close(f0[0], golden["f0"], atol=0.0)
-    _assert_close(rule.strided(source, strides["source"]), golden["source_strided"], atol=0.0)
-    _assert_summary(source, golden["source_summary"], rtol=1e-12)
-    _assert_close(rule.strided(wave, strides["wave"]), golden["wave_strided"], atol=0.0)
-    _assert_summary(wave, golden["wave_summary"], rtol=1e-12)
+    strides, bound = meta["strides"], _HIFT_BOUNDS[case]
+    _assert_close(f0[0], golden["f0"], atol=bound["f0"])
+    _assert_close(rule.strided(source, strides["source"]), golden["source_strided"], atol=bound["source"])
+    _assert_summary(source, golden["source_summary"], rtol=bound["summary"])
+    _assert_close(rule.strided(wave, strides["wave"]), golden["wave_strided"], atol=bound["wave"])
+    _assert_summary(wave, golden["wave_summary"], rtol=bound["summary"])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -246,9 +258,10 @@ def test_campplus_fbank_matches_upstream(campplus_case):
     wave, meta, golden = campplus_case
     fbank = kaldi_fbank(wave)
     assert list(fbank.shape) == golden["fbank_shape"].tolist()
-    # Bit-equal when written (torchaudio's float32 steps redone in the same order).
-    _assert_close(rule.strided(fbank, meta["strides"]["fbank"]), golden["fbank_strided"], atol=1e-6, rtol=1e-6)
-    _assert_summary(fbank, golden["fbank_summary"], rtol=1e-9)
+    # Bit-equal when written (torchaudio's float32 steps redone in the same order); torch's AVX-512 kernels
+    # give 2.8e-5 and a summary 3.1e-8 off.
+    _assert_close(rule.strided(fbank, meta["strides"]["fbank"]), golden["fbank_strided"], atol=1.5e-4, rtol=1e-6)
+    _assert_summary(fbank, golden["fbank_summary"], rtol=2e-7)
 
 
 def test_campplus_embedding_matches_upstream(campplus_case):

@@ -43,7 +43,7 @@ SEEDS = MANIFEST["checkpoints"]["seeds"]
 DECODE_ATOL = 5.7e-6  # codec decode, as in development (1.3e-6 tiny, 3.3e-6 full size)
 WAVE_ATOL = 1e-5  # synthesized audio: the same decode of other codes (5.5e-6 on design_streaming)
 SPEAKER_ATOL = 3.8e-6  # speaker embeddings, as in development (3.3e-7 full size, 1.2e-7 tiny)
-MEL_ATOL = 5e-6  # log-mels up to |6.5| (4.8e-7)
+MEL_ATOL = 4e-5  # log-mels up to |6.5| (4.8e-7; 7.6e-6 on the quiet wave with torch's AVX-512 kernels)
 LOGITS_ATOL = 5e-6  # talker and predictor logits up to |12| (6.0e-7)
 PROMPT_ATOL = 2e-6  # prompt embeddings: lookups and the text projection (2.4e-7)
 
