@@ -60,8 +60,7 @@ class Leadership:
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        if self._conn is not None:
-            await self._conn.close()
+        await self._close_session()
 
     async def _campaign(self, first_try: asyncio.Future) -> None:
         while True:
@@ -82,7 +81,7 @@ class Leadership:
                     log.exception("starting the leader's duties failed; handing leadership on")
                     self.leading = False
                     await self.on_deposed()
-                    await self._conn.close()
+                    await self._close_session()
                     _settle(first_try)
                     return
                 _settle(first_try)
@@ -104,7 +103,7 @@ class Leadership:
                 await asyncio.sleep(self.poll_seconds)
 
     async def _close_session(self) -> None:
-        """The broken session's socket closed here too (the server may still hold it, and its lock, a while)."""
+        """Close the campaign session (a broken one too: the server may still hold it, and its lock, a while)."""
         if self._conn is not None:
             try:
                 await self._conn.close()

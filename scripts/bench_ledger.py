@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     env = {"DRYLOCAL_RATE_LIMITS_ENABLED": "false"}
     with tempfile.TemporaryDirectory(prefix="bench-ledger-") as folder, contextlib.ExitStack() as stack:
-        servers, clients, filled = {}, {}, {}
+        clients, filled = {}, {}
         for name in ("empty", "history"):
             home = Path(folder) / name
             server = ServerProcess(home)
@@ -77,7 +77,6 @@ def main(argv: list[str] | None = None) -> int:
                 filled[name] = round(write_history(home, "billed", args.rows), 1)
             server.start(**env)
             stack.callback(server.close)
-            servers[name] = server
             clients[name] = stack.enter_context(contextlib.closing(ApiClient(server.url, key)))
             timed_submits(clients[name], 20, "warm-up")
         took: dict[str, list[float]] = {"empty": [], "history": []}

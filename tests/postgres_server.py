@@ -21,7 +21,7 @@ import pytest
 
 from server.harness import free_port
 
-__all__ = ("PostgresServer", "binaries", "postgres")
+__all__ = ("PostgresServer", "binaries", "leader_sessions", "postgres")
 
 
 def binaries() -> Path | None:
@@ -100,3 +100,22 @@ def postgres() -> Iterator[PostgresServer]:
         yield server.start()
     finally:
         server.stop()
+
+
+def leader_sessions(url: str, end: bool = False) -> list[tuple[int, str]]:
+    """(backend pid, application name) of the campaign sessions holding drylocal's leader lock; ``end``: end
+    them first, as a PostgreSQL restart would (then: those ended)."""
+    import psycopg
+
+    from engine.leader import APPLICATION_NAME
+    from engine.postgres import LEADER_LOCK
+
+    with psycopg.connect(url, autocommit=True) as admin:
+        rows = admin.execute(
+            "SELECT a.pid, a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.objid = %s AND l.granted AND a.application_name LIKE %s",
+            (LEADER_LOCK & 0xFFFFFFFF, APPLICATION_NAME + "%"),
+        ).fetchall()
+        for pid, _ in rows if end else ():
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    return [(pid, name) for pid, name in rows]

@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 
 from server.harness import ApiClient, ServerProcess
-from tests.postgres_server import postgres  # noqa: F401  (the module's PostgreSQL server)
+from tests.postgres_server import leader_sessions, postgres  # noqa: F401  (postgres: the module's PostgreSQL server)
 from tests.pusher_socket import Socket
 from tests.test_restart import LONG_INPUT
 from tests.test_webhooks import Receiver
@@ -18,22 +18,13 @@ from tests.test_webhooks import Receiver
 pytestmark = pytest.mark.slow
 psycopg = pytest.importorskip("psycopg")
 
-from engine.leader import APPLICATION_NAME  # noqa: E402
-from engine.postgres import LEADER_LOCK  # noqa: E402
 
 
 
 def leader_pid(url: str) -> int | None:
     """The process holding the leader lock, as its campaign session names it."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-            " WHERE l.locktype = 'advisory' AND l.objid = %s AND l.granted",
-            (LEADER_LOCK & 0xFFFFFFFF,),
-        ).fetchone()
-    if row is None or not row[0].startswith(APPLICATION_NAME):
-        return None
-    return int(row[0].rsplit("pid=", 1)[1])
+    sessions = leader_sessions(url)
+    return int(sessions[0][1].rsplit("pid=", 1)[1]) if sessions else None
 
 
 def job_row(url: str, job_id: str) -> dict:

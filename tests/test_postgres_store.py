@@ -16,7 +16,7 @@ from engine.jobs import JobStore
 from engine.measurements import MeasurementStore
 from engine.rate_limits import RateLimiter, configured_limits
 from engine.webhooks import WebhookOutbox
-from tests.postgres_server import postgres  # noqa: F401  (the module's PostgreSQL server)
+from tests.postgres_server import leader_sessions, postgres  # noqa: F401  (postgres: the module's PostgreSQL server)
 
 pytest.importorskip("psycopg")
 
@@ -234,25 +234,6 @@ def test_leadership_passes_on_when_the_leaders_session_ends(url):
     assert asyncio.run(scenario()) < 1.0
 
 
-def _leadership_sessions(url: str, end: bool = False) -> list[int]:
-    """The backends of the campaign sessions holding the leader lock; ``end``: end them first, as a
-    PostgreSQL restart would (then: those ended)."""
-    import psycopg
-
-    from engine.leader import APPLICATION_NAME
-    from engine.postgres import LEADER_LOCK
-
-    with psycopg.connect(url, autocommit=True) as admin:
-        rows = admin.execute(
-            "SELECT a.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory'"
-            " AND l.objid = %s AND l.granted AND a.application_name LIKE %s",
-            (LEADER_LOCK & 0xFFFFFFFF, APPLICATION_NAME + "%"),
-        ).fetchall()
-        for (pid,) in rows if end else ():
-            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-    return [pid for (pid,) in rows]
-
-
 def test_a_leader_whose_session_broke_stops_its_duties_then_leads_again(url):
     """Alone on the database (one API process, a PostgreSQL restart): it must lead again, or the jobs it
     accepts from then on are never run. Its duties stop before it campaigns, so two terms never overlap."""
@@ -260,7 +241,6 @@ def test_a_leader_whose_session_broke_stops_its_duties_then_leads_again(url):
 
     async def scenario() -> list[str]:
         calls: list[str] = []
-        leadership: Leadership | None = None
 
         async def elected() -> None:
             calls.append("elected")
@@ -273,7 +253,7 @@ def test_a_leader_whose_session_broke_stops_its_duties_then_leads_again(url):
         leadership = Leadership(url, elected, deposed, poll_seconds=0.1)
         await leadership.start()
         assert calls == ["elected"] and leadership.leading
-        assert len(_leadership_sessions(url, end=True)) == 1
+        assert len(leader_sessions(url, end=True)) == 1
         deadline = time.monotonic() + 10
         while calls.count("elected") < 2:
             assert time.monotonic() < deadline, f"never led again: {calls}"
@@ -304,11 +284,11 @@ def test_an_engine_that_lost_its_leaders_session_runs_the_jobs_it_accepts_after(
             spec = engine.registry.get("MiniLM_L6_v2")
             before = await engine.submit(account, "txt2embedding", spec, {"input": "before", "tokens": 1})
             statuses = [await finished(engine, before.id)]
-            [first_term] = _leadership_sessions(url, end=True)
+            [first_term] = leader_sessions(url, end=True)
             # Accepted while the leader has not yet seen its session end: it may be stopped mid-run.
             meanwhile = await engine.submit(account, "txt2embedding", spec, {"input": "meanwhile", "tokens": 1})
             deadline = time.monotonic() + 15
-            while _leadership_sessions(url) in ([], [first_term]):
+            while leader_sessions(url) in ([], [first_term]):
                 assert time.monotonic() < deadline, "the engine never led again"
                 await asyncio.sleep(0.05)
             after = await engine.submit(account, "txt2embedding", spec, {"input": "after", "tokens": 1})
