@@ -166,8 +166,18 @@ def test_the_reference_image_changes_the_video(wan, clip, ref_images, red_run):
 
 
 def test_the_same_seed_gives_the_same_video(wan, clip, ref_images, red_run):
-    again = decoded(run(wan, clip, ref_images[0])[0])[0]
-    assert all((a == b).all() for a, b in zip(again, decoded(red_run[0])[0], strict=True))
+    again = np.stack(decoded(run(wan, clip, ref_images[0])[0])[0]).astype(int)
+    first = np.stack(decoded(red_run[0])[0]).astype(int)
+    # Alone the two are bit-equal; late in a full run one in a few came out a few pixels apart (last-bit float
+    # rounding that H.264 turns into whole pixel values). Another seed moves them 1.6 to 1.8 on average, so a
+    # bound a tenth of that still fails a seed that is not passed on.
+    difference = np.abs(again - first).mean()
+    assert difference < 0.15, f"the same seed's videos differ by {difference:.3f} per pixel value"
+
+
+def test_another_seed_gives_another_video(wan, clip, ref_images, red_run):
+    other = np.stack(decoded(run(wan, clip, ref_images[0], seed=8)[0])[0]).astype(int)
+    assert np.abs(other - np.stack(decoded(red_run[0])[0]).astype(int)).mean() > 0.5  # 1.8 here
 
 
 def test_without_a_size_the_video_keeps_its_own(wan, clip, ref_images):
