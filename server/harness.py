@@ -145,6 +145,7 @@ class ServerThread(_Served):
         import uvicorn
 
         from server.app import create_app
+        from server.http_protocol import http_protocol
 
         super().__init__()
         self.settings = settings.model_copy(update={"port": self.port})
@@ -156,7 +157,8 @@ class ServerThread(_Served):
             provision_embedded(self.settings.models_dir, skip=self.settings.embedded_skip)
         self.app = create_app(self.settings, **engine_options)
         keep_alive = {} if keep_alive_seconds is None else {"timeout_keep_alive": keep_alive_seconds}
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", **keep_alive)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
+                                http=http_protocol(self.settings), **keep_alive)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 

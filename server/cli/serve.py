@@ -40,7 +40,7 @@ def serve(args: argparse.Namespace) -> int:
     if supervised_child:
         supervisor.die_with_parent()
     from model_registry.embedded import provision_embedded
-    from server.slow_clients import slow_client_guard
+    from server.http_protocol import http_protocol
 
     for slug, path in provision_embedded(settings.models_dir, skip=settings.embedded_skip).items():
         print(f"drylocal: {slug} ready from packaged weights ({path})", flush=True)
@@ -56,7 +56,7 @@ def serve(args: argparse.Namespace) -> int:
         port=settings.port,
         log_level=args.log_level,
         limit_concurrency=settings.max_connections,
-        http=slow_client_guard(settings.header_timeout_seconds, settings.body_idle_seconds),
+        http=http_protocol(settings),
     )
     return 0
 
