@@ -25,7 +25,8 @@ from engine.crash_report import CrashReport
 from engine.errors import InvalidRequest, NotFound
 from engine.events import EventBus, JobEvent
 from engine.executor_process import ExecutorProcess
-from engine.jobs import TERMINAL, Job, JobStore
+from engine.job_intake import JobIntake
+from engine.jobs import TERMINAL, Job, JobOrder, JobStore
 from engine.measurements import MeasurementStore
 from engine.process_memory import default_memory_limit
 from engine.rate_limits import RateLimiter, configured_limits
@@ -101,6 +102,7 @@ class Engine:
         self.db = db
         self.accounts = AccountStore(db)
         self.jobs = JobStore(db, settings.home)
+        self.intake = JobIntake(self.jobs, accepted=self._queue)
         self.measurements = MeasurementStore(db)
         self._end_waiters: dict[str, set[asyncio.Future]] = {}
         """Held request-status calls, by job: woken when the job ends."""
@@ -332,23 +334,19 @@ class Engine:
             await asyncio.to_thread(self.check_webhook, account, webhook_url)
         job_id = str(uuid.uuid4())
         inputs = await asyncio.to_thread(self._save_inputs, job_id, uploads) if uploads else {}
+        order = JobOrder(
+            account, task=task, model=spec.slug, params=params, inputs=inputs,
+            price=self.quote(spec, params) if price is None else price, job_id=job_id, webhook_url=webhook_url,
+            return_inline=return_inline,
+        )
         try:
-            job = self.jobs.create(
-                account,
-                task=task,
-                model=spec.slug,
-                params=params,
-                inputs=inputs,
-                price=self.quote(spec, params) if price is None else price,
-                webhook_url=webhook_url,
-                return_inline=return_inline,
-                job_id=job_id,
-            )
+            return await self.intake.create(order)  # written, then queued, in the intake's flush
+        except asyncio.CancelledError:
+            raise  # the order stays in the intake's group: the job is written and runs, its inputs kept
         except BaseException:
-            shutil.rmtree(self.settings.inputs_dir / job_id, ignore_errors=True)
+            if self.jobs.get(job_id) is None:
+                shutil.rmtree(self.settings.inputs_dir / job_id, ignore_errors=True)
             raise
-        self._queue(job)
-        return job
 
     async def run_inline(
         self, account: Account, task: str, spec: ModelSpec, params: dict[str, Any], uploads: list[Upload] = (), timeout: float = 600.0

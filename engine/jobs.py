@@ -19,7 +19,7 @@ from engine.database import Database
 from engine.errors import InsufficientBalance
 from engine.redaction import redact_paths
 
-__all__ = ("ACTIVE", "PUBLIC_STATUSES", "TERMINAL", "Completion", "Job", "JobStore")
+__all__ = ("ACTIVE", "PUBLIC_STATUSES", "TERMINAL", "Completion", "Job", "JobOrder", "JobStore")
 
 ACTIVE = ("processing", "in_progress")
 TERMINAL = ("done", "error")
@@ -74,6 +74,21 @@ class Completion:
     final_price: float | None = None
 
 
+@dataclass(frozen=True)
+class JobOrder:
+    """A job to write as ``pending``, as ``JobStore.create_all`` takes it."""
+
+    account: Account
+    task: str
+    model: str
+    params: dict[str, Any]
+    inputs: dict[str, Any]
+    price: float
+    job_id: str
+    webhook_url: str | None = None
+    return_inline: bool = False
+
+
 class JobStore:
     def __init__(self, db: Database, home: Path | None = None) -> None:
         self.db = db
@@ -94,33 +109,63 @@ class JobStore:
         job_id: str | None = None,
     ) -> Job:
         """Insert the job and debit its price in one transaction; refuses when the balance is short."""
-        job_id = job_id or str(uuid.uuid4())
+        outcome = self.create_all([JobOrder(
+            account, task=task, model=model, params=params, inputs=inputs, price=price, webhook_url=webhook_url,
+            return_inline=return_inline, job_id=job_id or str(uuid.uuid4()),
+        )])[0]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def create_all(self, orders: list[JobOrder]) -> list[Job | Exception]:
+        """``create`` for each order, in one transaction (a group commit: one commit, not one each); an order
+        whose account is short gets InsufficientBalance and writes nothing. The orders are debited in turn, so
+        the later ones see the earlier ones' charges. Any other failure rolls the group back and each order
+        is written again on its own, so one bad order fails alone, its outcome the exception (a lone order's
+        is raised)."""
         now = time.time()
-        charged = price if account.billed else 0.0
-        params_text, inputs_text = json.dumps(params), json.dumps(inputs)
-        with self.db.transaction() as db:
-            if charged:
-                balance = db.execute(
-                    "SELECT COALESCE((SELECT amount FROM balances WHERE account_id = ?), 0)", (account.id,)
-                ).fetchone()[0]
-                if balance + 1e-12 < charged:
-                    raise InsufficientBalance()
-                db.execute(
-                    "INSERT INTO ledger (account_id, job_id, amount, kind, created_at) VALUES (?,?,?,?,?)",
-                    (account.id, job_id, -charged, "charge", now),
-                )
+        texts = [(json.dumps(order.params), json.dumps(order.inputs)) for order in orders]
+        try:
+            with self.db.transaction() as db:
+                outcomes = [self._write(db, order, *text, now) for order, text in zip(orders, texts, strict=True)]
+        except Exception:
+            if len(orders) == 1:
+                raise
+            return [self._one_alone(order) for order in orders]
+        return outcomes
+
+    def _one_alone(self, order: JobOrder) -> Job | Exception:
+        try:
+            return self.create_all([order])[0]
+        except Exception as exc:
+            return exc
+
+    @staticmethod
+    def _write(db, order: JobOrder, params_text: str, inputs_text: str, now: float) -> Job | InsufficientBalance:
+        account = order.account
+        charged = order.price if account.billed else 0.0
+        if charged:
+            balance = db.execute(
+                "SELECT COALESCE((SELECT amount FROM balances WHERE account_id = ?), 0)", (account.id,)
+            ).fetchone()[0]
+            if balance + 1e-12 < charged:
+                return InsufficientBalance()
             db.execute(
-                "INSERT INTO jobs (id, account_id, task, model, params, inputs, status, price, charged, webhook_url,"
-                " return_inline, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (job_id, account.id, task, model, params_text, inputs_text, "pending", price, charged, webhook_url,
-                 int(return_inline), now, now),
+                "INSERT INTO ledger (account_id, job_id, amount, kind, created_at) VALUES (?,?,?,?,?)",
+                (account.id, order.job_id, -charged, "charge", now),
             )
+        db.execute(
+            "INSERT INTO jobs (id, account_id, task, model, params, inputs, status, price, charged, webhook_url,"
+            " return_inline, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (order.job_id, account.id, order.task, order.model, params_text, inputs_text, "pending", order.price,
+             charged, order.webhook_url, int(order.return_inline), now, now),
+        )
         # The row as written, without reading it back (a submit's one query less); decoded from the stored
         # text, so it is the same job a later read returns.
         return Job(
-            id=job_id, account_id=account.id, task=task, model=model, params=json.loads(params_text),
-            inputs=json.loads(inputs_text), status="pending", progress=0.0, price=price, charged=charged,
-            created_at=now, webhook_url=webhook_url, return_inline=bool(return_inline),
+            id=order.job_id, account_id=account.id, task=order.task, model=order.model, params=json.loads(params_text),
+            inputs=json.loads(inputs_text), status="pending", progress=0.0, price=order.price, charged=charged,
+            created_at=now, webhook_url=order.webhook_url, return_inline=bool(order.return_inline),
         )
 
     def get(self, job_id: str) -> Job | None:
