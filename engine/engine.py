@@ -102,7 +102,9 @@ class Engine:
         self.db = db
         self.accounts = AccountStore(db)
         self.jobs = JobStore(db, settings.home)
-        self.intake = JobIntake(self.jobs, accepted=self._queue)
+        self.intake = JobIntake(
+            self.jobs, accepted=self._queue, refused=lambda order: self._drop_inputs(order.job_id)
+        )
         self.measurements = MeasurementStore(db)
         self._end_waiters: dict[str, set[asyncio.Future]] = {}
         """Held request-status calls, by job: woken when the job ends."""
@@ -334,19 +336,21 @@ class Engine:
             await asyncio.to_thread(self.check_webhook, account, webhook_url)
         job_id = str(uuid.uuid4())
         inputs = await asyncio.to_thread(self._save_inputs, job_id, uploads) if uploads else {}
-        order = JobOrder(
-            account, task=task, model=spec.slug, params=params, inputs=inputs,
-            price=self.quote(spec, params) if price is None else price, job_id=job_id, webhook_url=webhook_url,
-            return_inline=return_inline,
-        )
         try:
-            return await self.intake.create(order)  # written, then queued, in the intake's flush
-        except asyncio.CancelledError:
-            raise  # the order stays in the intake's group: the job is written and runs, its inputs kept
+            order = JobOrder(
+                account, task=task, model=spec.slug, params=params, inputs=inputs,
+                price=self.quote(spec, params) if price is None else price, job_id=job_id, webhook_url=webhook_url,
+                return_inline=return_inline,
+            )
         except BaseException:
-            if self.jobs.get(job_id) is None:
-                shutil.rmtree(self.settings.inputs_dir / job_id, ignore_errors=True)
+            self._drop_inputs(job_id)
             raise
+        # Written, then queued, in the intake's flush; a refused order's inputs are dropped there, so a submit
+        # cancelled meanwhile leaves neither a job without inputs nor inputs without a job.
+        return await self.intake.create(order)
+
+    def _drop_inputs(self, job_id: str) -> None:
+        shutil.rmtree(self.settings.inputs_dir / job_id, ignore_errors=True)
 
     async def run_inline(
         self, account: Account, task: str, spec: ModelSpec, params: dict[str, Any], uploads: list[Upload] = (), timeout: float = 600.0

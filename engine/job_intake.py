@@ -19,11 +19,15 @@ __all__ = ("JobIntake",)
 
 
 class JobIntake:
-    def __init__(self, jobs: JobStore, accepted: Callable[[Job], None]) -> None:
+    def __init__(
+        self, jobs: JobStore, accepted: Callable[[Job], None], refused: Callable[[JobOrder], None] = lambda order: None
+    ) -> None:
         self.jobs = jobs
         self.accepted = accepted
         """Called with each job once written, in the flush: a submit cancelled while it waited (its client
         gone) still leaves a job that runs, never a pending row nobody queued."""
+        self.refused = refused
+        """Called with each order not written (its uploads to remove), whether or not its submit still waits."""
         self._orders: list[tuple[JobOrder, asyncio.Future[Job]]] = []
 
     async def create(self, order: JobOrder) -> Job:
@@ -40,8 +44,10 @@ class JobIntake:
             outcomes = self.jobs.create_all([order for order, _ in batch])
         except Exception as exc:  # the store itself failed: every order in the group is refused with it
             outcomes = [exc] * len(batch)
-        for (_, written), outcome in zip(batch, outcomes, strict=True):
-            if not isinstance(outcome, BaseException):
+        for (order, written), outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                self.refused(order)
+            else:
                 try:
                     self.accepted(outcome)
                 except Exception as exc:  # answered as the submit's own failure, as when it queued the job itself

@@ -124,10 +124,9 @@ class JobStore:
         is written again on its own, so one bad order fails alone, its outcome the exception (a lone order's
         is raised)."""
         now = time.time()
-        texts = [(json.dumps(order.params), json.dumps(order.inputs)) for order in orders]
         try:
             with self.db.transaction() as db:
-                outcomes = [self._write(db, order, *text, now) for order, text in zip(orders, texts, strict=True)]
+                outcomes = [self._write(db, order, now) for order in orders]
         except Exception:
             if len(orders) == 1:
                 raise
@@ -141,8 +140,9 @@ class JobStore:
             return exc
 
     @staticmethod
-    def _write(db, order: JobOrder, params_text: str, inputs_text: str, now: float) -> Job | InsufficientBalance:
+    def _write(db, order: JobOrder, now: float) -> Job | InsufficientBalance:
         account = order.account
+        params_text, inputs_text = json.dumps(order.params), json.dumps(order.inputs)
         charged = order.price if account.billed else 0.0
         if charged:
             balance = db.execute(

@@ -42,6 +42,16 @@ def test_empty_balance_is_refused_whatever_count_text_says(settings):
         assert response.status_code == 422 and "balance" in response.json()["errors"]
 
 
+def test_an_upload_refused_for_its_balance_leaves_no_inputs_behind(settings):
+    from tests.test_ocr import rendered
+
+    with running_api(settings, tier="basic", balance=0.0) as api:
+        response = api.post("img2txt", files={"image": ("scan.png", rendered(["a line"]), "image/png")},
+                            data={"model": "PP_OCRv4"})
+        assert response.status_code == 422 and "balance" in response.json()["errors"]
+        assert not settings.inputs_dir.exists() or not any(settings.inputs_dir.iterdir())
+
+
 def test_mcp_speech_tool_bills_the_text_not_the_count(settings):
     with live_server(settings) as server:
         key, account = server.new_key("mcp-biller", tier="basic", balance=0.01)

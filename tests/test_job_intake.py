@@ -136,3 +136,31 @@ def test_insufficient_balance_is_what_a_short_submit_raises(store):
     intake = JobIntake(jobs, lambda job: None)
     with pytest.raises(InsufficientBalance):
         asyncio.run(intake.create(order(poor, 0.1)))
+
+
+def test_an_order_that_cannot_be_stored_fails_alone(store):
+    _, accounts, jobs = store
+    account = accounts.create_account("a")
+    odd = JobOrder(account, task="txt2embedding", model="m", params={"input": object()}, inputs={}, price=0.0,
+                   job_id=str(uuid.uuid4()))
+    outcomes = jobs.create_all([order(account), odd, order(account)])
+    assert isinstance(outcomes[1], TypeError) and jobs.get(odd.job_id) is None
+    assert [type(outcomes[0]).__name__, type(outcomes[2]).__name__] == ["Job", "Job"]
+
+
+def test_a_refused_order_is_handed_back_even_when_its_submit_was_cancelled(store):
+    _, accounts, jobs = store
+    poor = accounts.create_account("poor", tier="premium", balance=0.0)
+    refused = []
+    intake = JobIntake(jobs, lambda job: None, refused.append)
+    mine = order(poor, 0.1)
+
+    async def scenario():
+        waiting = asyncio.ensure_future(intake.create(mine))
+        await asyncio.sleep(0)
+        waiting.cancel()
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+    asyncio.run(scenario())
+    assert refused == [mine]
