@@ -45,7 +45,10 @@ async def test_a_big_pass_starts_and_ends_its_jobs_in_slices_with_the_loop_free_
         account = engine.accounts.create_account("passes")
         spec = engine.registry.get(MODEL)
         ticker = asyncio.create_task(tick())
-        jobs = [await engine.submit(account, "txt2embedding", spec, {"input": f"text {i}", "tokens": 3}) for i in range(70)]
+        # Submitted together: the intake writes and queues them in one step, before the worker's next turn.
+        jobs = await asyncio.gather(
+            *(engine.submit(account, "txt2embedding", spec, {"input": f"text {i}", "tokens": 3}) for i in range(70))
+        )
         deadline = asyncio.get_running_loop().time() + 120
         while any(engine.jobs.get(job.id).status != "done" for job in jobs) or len(seen) < 70 or any(len(s) < 2 for s in seen.values()):
             assert asyncio.get_running_loop().time() < deadline, "the pass did not end"
@@ -116,7 +119,9 @@ async def test_when_a_later_slice_cannot_start_the_jobs_started_before_it_still_
         engine.jobs.start_all = second_refused
         account = engine.accounts.create_account("refused")
         spec = engine.registry.get(MODEL)
-        jobs = [await engine.submit(account, "txt2embedding", spec, {"input": f"text {i}", "tokens": 3}) for i in range(40)]
+        jobs = await asyncio.gather(
+            *(engine.submit(account, "txt2embedding", spec, {"input": f"text {i}", "tokens": 3}) for i in range(40))
+        )
         deadline = asyncio.get_running_loop().time() + 120
         while sum(engine.jobs.get(job.id).status == "done" for job in jobs) < 32:
             assert asyncio.get_running_loop().time() < deadline, [engine.jobs.get(job.id).status for job in jobs]
