@@ -166,13 +166,8 @@ def test_the_reference_image_changes_the_video(wan, clip, ref_images, red_run):
 
 
 def test_the_same_seed_gives_the_same_video(wan, clip, ref_images, red_run):
-    again = np.stack(decoded(run(wan, clip, ref_images[0])[0])[0]).astype(int)
-    first = np.stack(decoded(red_run[0])[0]).astype(int)
-    # Alone the two are bit-equal; late in a full run one in a few came out a few pixels apart (last-bit float
-    # rounding that H.264 turns into whole pixel values). Another seed moves them 1.6 to 1.8 on average, so a
-    # bound a tenth of that still fails a seed that is not passed on.
-    difference = np.abs(again - first).mean()
-    assert difference < 0.15, f"the same seed's videos differ by {difference:.3f} per pixel value"
+    # The very file: the pipeline is deterministic on the CPU and so is the encoder (see test_video_encoding).
+    assert run(wan, clip, ref_images[0])[0] == red_run[0]
 
 
 def test_another_seed_gives_another_video(wan, clip, ref_images, red_run):

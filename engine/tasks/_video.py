@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 
+from engine.tasks._video_frames import X264_OPTIONS
+
 __all__ = ("encode_mp4",)
 
 
@@ -21,7 +23,7 @@ def encode_mp4(frames, fps: float, audio=None, audio_rate: int | None = None) ->
         video = container.add_stream(codec, rate=round(fps))
         # yuv420p needs even sides; the odd pixel row or column, if any, is cropped.
         video.width, video.height, video.pix_fmt = width - width % 2, height - height % 2, "yuv420p"
-        video.options = {"crf": "18", "preset": "medium"}
+        video.options = dict(X264_OPTIONS) if codec == "libx264" else {"crf": "18"}
         # Every stream must exist before the first packet is muxed: MP4 writes its header then.
         sound = None
         if audio is not None and audio_rate:
