@@ -122,16 +122,33 @@ class JobStore:
         whose account is short gets InsufficientBalance and writes nothing. The orders are debited in turn, so
         the later ones see the earlier ones' charges. Any other failure rolls the group back and each order
         is written again on its own, so one bad order fails alone, its outcome the exception (a lone order's
-        is raised)."""
+        is raised); a group the failed commit wrote all the same is answered as written."""
         now = time.time()
         try:
             with self.db.transaction() as db:
                 outcomes = [self._write(db, order, now) for order in orders]
         except Exception:
+            written = self._written_at(orders, now)
             if len(orders) == 1:
+                if written:
+                    return [written[orders[0].job_id]]
                 raise
-            return [self._one_alone(order) for order in orders]
+            # Where the commit did take the group, an order it left out was refused for its balance, which
+            # writing it alone answers again: nothing is written twice.
+            return [written.get(order.job_id) or self._one_alone(order) for order in orders]
         return outcomes
+
+    def _written_at(self, orders: list[JobOrder], now: float) -> dict[str, Job]:
+        """The orders' jobs, by id, that a failed create_all wrote nonetheless. A commit can be made and its
+        answer lost (PostgreSQL's connection dropped after COMMIT): retrying would meet its own ids and refuse
+        submits whose jobs stand, charged, to run at the next recovery. This write's rows are those with its
+        id, account and timestamp; where the lookup fails too, none is found and the first failure stands."""
+        try:
+            jobs = [self.get(order.job_id) for order in orders]
+        except Exception:
+            return {}
+        return {job.id: job for job, order in zip(jobs, orders, strict=True)
+                if job is not None and job.account_id == order.account.id and job.created_at == now}
 
     def _one_alone(self, order: JobOrder) -> Job | Exception:
         try:

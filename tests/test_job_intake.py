@@ -164,3 +164,40 @@ def test_a_refused_order_is_handed_back_even_when_its_submit_was_cancelled(store
 
     asyncio.run(scenario())
     assert refused == [mine]
+
+
+class LostCommitAnswer(Database):
+    """Commits, then fails as a connection dropped after COMMIT does, for the next ``lose`` transactions."""
+
+    lose = 0
+
+    @contextlib.contextmanager
+    def transaction(self):
+        with super().transaction() as db:
+            yield db
+        if self.lose:
+            self.lose -= 1
+            raise sqlite3.OperationalError("server closed the connection unexpectedly")
+
+
+@pytest.mark.parametrize("group", [1, 4])
+def test_a_commit_whose_answer_is_lost_answers_the_jobs_it_wrote_and_charges_each_once(tmp_path, group):
+    db = LostCommitAnswer(tmp_path / "d.db")
+    accounts, jobs = AccountStore(db), JobStore(db)
+    payer = accounts.create_account("payer", tier="premium", balance=0.35)
+    orders = [order(payer, 0.1) for _ in range(group)]
+    db.lose = 1
+    outcomes = jobs.create_all(orders)
+    expected = ["Job"] * min(group, 3) + ["InsufficientBalance"] * (group - 3)
+    assert [type(o).__name__ for o in outcomes] == expected
+    assert all(jobs.get(o.job_id) == outcome for o, outcome in zip(orders, outcomes) if not isinstance(outcome, Exception))
+    assert accounts.balance(payer.id) == pytest.approx(0.35 - 0.1 * min(group, 3))
+
+
+def test_a_failed_commit_that_wrote_nothing_still_fails(tmp_path):
+    db = LostCommitAnswer(tmp_path / "d.db")
+    accounts, jobs = AccountStore(db), JobStore(db)
+    account = accounts.create_account("a", tier="premium", balance=1.0)
+    taken = jobs.create(account, task="txt2embedding", model="m", params={}, inputs={}, price=0.1)
+    with pytest.raises(sqlite3.IntegrityError):  # its id is another job's: that job is not taken for its own
+        jobs.create_all([order(account, 0.1, job_id=taken.id)])
