@@ -66,4 +66,12 @@ def one_write_per_response(base: type[asyncio.Protocol]) -> type[asyncio.Protoco
             if cycle is not None and cycle is not before and hasattr(cycle, "transport"):
                 cycle.transport = _HeadHeldUntilBody(self.transport, cycle, self.loop)
 
+        def shutdown(self) -> None:
+            # uvicorn closes the socket itself when the cycle is complete, and a response that completed in
+            # this step may still hold its head (a HEAD's, which has no body write) for the step's end: out first.
+            transport = getattr(self.cycle, "transport", None)
+            if isinstance(transport, _HeadHeldUntilBody):
+                transport.flush()
+            super().shutdown()
+
     return OneWritePerResponse

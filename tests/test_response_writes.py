@@ -151,3 +151,54 @@ def test_a_closing_response_is_written_whole_before_the_close(port):
         while chunk := connection.recv(65536):
             data += chunk
         assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"\r\n\r\nok")
+
+
+class RecordingTransport:
+    """A socket as the protocol sees it, recording what is written and when it is closed."""
+
+    def __init__(self) -> None:
+        self.events: list[bytes | str] = []
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        assert not self.closing, "a write after the close is lost"
+        self.events.append(bytes(data))
+
+    def close(self) -> None:
+        self.closing = True
+        self.events.append("close")
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def get_extra_info(self, name: str, default=None):
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(name, default)
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+
+def test_a_head_still_held_when_the_server_shuts_down_goes_out_before_the_close():
+    from uvicorn.server import ServerState
+
+    protocols: list = []
+
+    async def shutting_down(scope, receive, send):  # a HEAD answered, and the server shuts down in that step
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})  # uvicorn writes no body for a HEAD
+        protocols[0].shutdown()
+
+    async def scenario() -> list:
+        config = uvicorn.Config(shutting_down, log_level="warning", lifespan="off")
+        protocol = one_write_per_response(HttpToolsProtocol)(config, ServerState(), {}, asyncio.get_running_loop())
+        protocols.append(protocol)
+        transport = RecordingTransport()
+        protocol.connection_made(transport)
+        protocol.data_received(b"HEAD /gone HTTP/1.1\r\nHost: x\r\n\r\n")
+        for _ in range(20):
+            await asyncio.sleep(0)
+        return transport.events
+
+    events = asyncio.run(scenario())
+    assert len(events) == 2 and events[0].startswith(b"HTTP/1.1 200") and events[1] == "close"
