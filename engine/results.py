@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import hmac
 import os
 import shutil
+import sys
 import time
+from collections.abc import Sequence
 from typing import Callable
 from pathlib import Path
 from urllib.parse import quote
@@ -16,22 +19,82 @@ from engine.errors import Forbidden, NotFound
 __all__ = ("ResultSigner", "ResultStore")
 
 
+def _filesystem_flush():
+    """Linux's syncfs(2): one call makes every write on a filesystem durable; None where there is none."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        syncfs = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    syncfs.argtypes = [ctypes.c_int]
+
+    def flush(folder: Path) -> None:
+        descriptor = os.open(folder, os.O_RDONLY)
+        try:
+            if syncfs(descriptor) != 0:
+                code = ctypes.get_errno()
+                raise OSError(code, os.strerror(code))
+        finally:
+            os.close(descriptor)
+
+    return flush
+
+
 class ResultStore:
+    _flush_filesystem: Callable[[Path], None] | None = staticmethod(_filesystem_flush())  # type: ignore[assignment]
+
     def __init__(self, root: Path) -> None:
         self.root = root
 
     def write(self, job_id: str, filename: str, data: bytes) -> str:
         """Write atomically (temp file, fsync, rename); returns the path relative to the store."""
-        folder = self.root / job_id
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / Path(filename).name
-        partial = target.with_name(target.name + ".part")
-        with open(partial, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(partial, target)
-        return f"{job_id}/{target.name}"
+        outcome = self.write_all([(job_id, filename, data)])[0]
+        if isinstance(outcome, OSError):
+            raise outcome
+        return outcome
+
+    def write_all(self, files: Sequence[tuple[str, str, bytes]]) -> list[str | OSError]:
+        """``(job_id, filename, data)`` each written atomically: its bytes made durable under a temporary name,
+        then renamed. Each answers its path relative to the store, or the OSError that stopped it.
+
+        A lone file is fsynced. Several (a micro-batch's results) are made durable by one flush of the
+        filesystem where Linux has one: an fsync each is a journal commit and a disk-cache flush each, which
+        at 300 embeddings a second on 2 cores cost the API a fifth of its submits. An error of the flush fails
+        every file it covered."""
+        together = len(files) > 1 and self._flush_filesystem is not None
+        outcomes: list[str | OSError] = []
+        unflushed: list[tuple[int, Path, Path]] = []
+        for job_id, filename, data in files:
+            try:
+                folder = self.root / job_id
+                folder.mkdir(parents=True, exist_ok=True)
+                target = folder / Path(filename).name
+                partial = target.with_name(target.name + ".part")
+                with open(partial, "wb") as handle:
+                    handle.write(data)
+                    if not together:
+                        handle.flush()
+                        os.fsync(handle.fileno())
+            except OSError as exc:
+                outcomes.append(exc)
+                continue
+            unflushed.append((len(outcomes), partial, target))
+            outcomes.append(f"{job_id}/{target.name}")
+        if together and unflushed:
+            try:
+                self._flush_filesystem(self.root)
+            except OSError as exc:
+                for index, partial, _ in unflushed:
+                    partial.unlink(missing_ok=True)
+                    outcomes[index] = exc
+                return outcomes
+        for index, partial, target in unflushed:
+            try:
+                os.replace(partial, target)
+            except OSError as exc:
+                outcomes[index] = exc
+        return outcomes
 
     def path_of(self, relative: str) -> Path:
         """The file for a relative path; anything resolving outside the store is refused."""

@@ -709,7 +709,7 @@ class GpuWorker:
             log.error("storing a result failed", exc_info=finishing.exception())
 
     async def _finish(self, ended: list[tuple[Job, TaskResult]]) -> None:
-        stored = await asyncio.to_thread(lambda: [self._store(job, output) for job, output in ended])
+        stored = await asyncio.to_thread(self._store_all, ended)
         completions = []
         for (job, output), files in zip(ended, stored):
             if isinstance(files, OSError):
@@ -729,14 +729,21 @@ class GpuWorker:
             ended = self.jobs.complete_all(completions[at : at + _BOOKKEEPING_SLICE])
             self.events.publish_all([JobEvent.of(job, previous) for job, previous in ended])
 
-    def _store(self, job: Job, output: TaskResult) -> tuple[str, dict[str, str]] | OSError:
-        """The job's result files written (the path of its result, and of each other format), or why not."""
-        try:
-            relative = self.results.write(job.id, output.filename, output.data)
-            alt = {fmt: self.results.write(job.id, f"result.{fmt}", data) for fmt, data in output.alt_formats.items()}
-        except OSError as exc:
-            return exc
-        return relative, alt
+    def _store_all(self, ended: list[tuple[Job, TaskResult]]) -> list[tuple[str, dict[str, str]] | OSError]:
+        """Each job's result files written, durable together (the path of its result, and of each other
+        format), or why not: a job with any file unwritten fails, alone."""
+        files = []
+        for job, output in ended:
+            files.append((job.id, output.filename, output.data))
+            files.extend((job.id, f"result.{fmt}", data) for fmt, data in output.alt_formats.items())
+        written = iter(self.results.write_all(files))
+        stored: list[tuple[str, dict[str, str]] | OSError] = []
+        for _, output in ended:
+            relative = next(written)
+            alt = {fmt: next(written) for fmt in output.alt_formats}
+            failure = next((path for path in (relative, *alt.values()) if isinstance(path, OSError)), None)
+            stored.append(failure or (relative, alt))  # type: ignore[arg-type]
+        return stored
 
     def _fail(self, job_id: str, code: str, message: str) -> None:
         self._started.discard(job_id)
