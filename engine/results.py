@@ -10,13 +10,21 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
-from typing import Callable
+from typing import Callable, Protocol
 from pathlib import Path
 from urllib.parse import quote
 
 from engine.errors import Forbidden, NotFound
 
-__all__ = ("ResultSigner", "ResultStore")
+__all__ = ("ResultFiles", "ResultSigner", "ResultStore")
+
+
+class ResultFiles(Protocol):
+    """What a worker stores a pass's results through: the disk (ResultStore), or a cluster node's memory."""
+
+    def write_all(self, files: Sequence[tuple[str, str, bytes]]) -> list[str | OSError]: ...
+
+    def remove(self, job_id: str) -> None: ...
 
 
 def _filesystem_flush():

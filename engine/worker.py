@@ -28,7 +28,7 @@ from engine.errors import JobFailure
 from engine.events import EventBus, JobEvent
 from engine.executor_process import ExecutorDied, ExecutorProcess, RemoteModel
 from engine.jobs import Completion, Job, JobStore
-from engine.results import ResultStore
+from engine.results import ResultFiles
 from engine.scheduler import ParkedModel, Plan, QueuedJob, ResidentModel, expired_models, plan
 from engine.settings import Settings
 from engine.tasks import TaskResult, task_named
@@ -72,7 +72,7 @@ class GpuWorker:
         self,
         registry: ModelRegistry,
         jobs: JobStore,
-        results: ResultStore,
+        results: ResultFiles,
         events: EventBus,
         budget: DeviceBudget,
         settings: Settings,

@@ -20,10 +20,13 @@ __all__ = ("JobMirror", "ResultCollector", "SilentBus")
 
 
 class ResultCollector:
-    """``ResultStore.write``/``remove`` for the worker: the files stay in memory, by job."""
+    """``ResultStore.write_all``/``write``/``remove`` for the worker: the files stay in memory, by job."""
 
     def __init__(self) -> None:
         self._files: dict[str, dict[str, bytes]] = {}
+
+    def write_all(self, files) -> list[str | OSError]:
+        return [self.write(job_id, filename, data) for job_id, filename, data in files]
 
     def write(self, job_id: str, filename: str, data: bytes) -> str:
         self._files.setdefault(job_id, {})[filename] = data
