@@ -20,7 +20,8 @@ from engine.results import ResultStore
 from server.cli import main
 
 
-def _stalling_write(self: ResultStore, job_id: str, filename: str, data: bytes) -> str:
+def _stalling_write_all(self: ResultStore, files) -> list[str]:
+    job_id, filename, data = files[0]
     folder = self.root / job_id
     folder.mkdir(parents=True, exist_ok=True)
     partial = folder / (Path(filename).name + ".part")
@@ -45,7 +46,7 @@ def _poisoned(run):
 
 
 if os.environ.get("DRYLOCAL_FAULT") == "slow-result-write":
-    ResultStore.write = _stalling_write
+    ResultStore.write_all = _stalling_write_all
 if os.environ.get("DRYLOCAL_FAULT") == "poison-text":
     from engine.tasks.txt2embedding import PIPELINE
 

@@ -77,7 +77,7 @@ def visible(folder: Path) -> dict[str, int]:
 
 @pytest.mark.parametrize("fault", ["disk fills mid-write", "rename fails"])
 def test_a_storage_fault_below_the_result_writer_fails_the_job_and_never_shows_a_partial_result(api, monkeypatch, fault):
-    """The real ResultStore.write, with the fault in the calls it makes: its file's write, or the rename."""
+    """The real ResultStore.write_all, with the fault in the calls it makes: its file's write, or the rename."""
     at_fault: list[dict[str, int]] = []
     results_dir = api.engine.settings.results_dir
     if fault == "disk fills mid-write":
