@@ -18,13 +18,20 @@ from engine.jobs import JobOrder, JobStore
 
 
 class CountedTransactions(Database):
+    """Counts commits; for the next ``lose`` transactions, commits and then fails as a connection dropped
+    after COMMIT does."""
+
     commits = 0
+    lose = 0
 
     @contextlib.contextmanager
     def transaction(self):
         with super().transaction() as db:
             yield db
         self.commits += 1
+        if self.lose:
+            self.lose -= 1
+            raise sqlite3.OperationalError("server closed the connection unexpectedly")
 
 
 @pytest.fixture
@@ -166,23 +173,9 @@ def test_a_refused_order_is_handed_back_even_when_its_submit_was_cancelled(store
     assert refused == [mine]
 
 
-class LostCommitAnswer(Database):
-    """Commits, then fails as a connection dropped after COMMIT does, for the next ``lose`` transactions."""
-
-    lose = 0
-
-    @contextlib.contextmanager
-    def transaction(self):
-        with super().transaction() as db:
-            yield db
-        if self.lose:
-            self.lose -= 1
-            raise sqlite3.OperationalError("server closed the connection unexpectedly")
-
-
 @pytest.mark.parametrize("group", [1, 4])
 def test_a_commit_whose_answer_is_lost_answers_the_jobs_it_wrote_and_charges_each_once(tmp_path, group):
-    db = LostCommitAnswer(tmp_path / "d.db")
+    db = CountedTransactions(tmp_path / "d.db")
     accounts, jobs = AccountStore(db), JobStore(db)
     payer = accounts.create_account("payer", tier="premium", balance=0.35)
     orders = [order(payer, 0.1) for _ in range(group)]
@@ -195,7 +188,7 @@ def test_a_commit_whose_answer_is_lost_answers_the_jobs_it_wrote_and_charges_eac
 
 
 def test_a_failed_commit_that_wrote_nothing_still_fails(tmp_path):
-    db = LostCommitAnswer(tmp_path / "d.db")
+    db = CountedTransactions(tmp_path / "d.db")
     accounts, jobs = AccountStore(db), JobStore(db)
     account = accounts.create_account("a", tier="premium", balance=1.0)
     taken = jobs.create(account, task="txt2embedding", model="m", params={}, inputs={}, price=0.1)
